@@ -1,0 +1,1 @@
+"""Database layer: typed models (``models``), engine/sessions (``session``), embedded Postgres (``embedded``)."""

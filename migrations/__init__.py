@@ -1,0 +1,1 @@
+"""Alembic migrations for the Mycelium schema (see ``app.db.migrate``)."""
