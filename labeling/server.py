@@ -1,0 +1,332 @@
+"""Run a local Label Studio server: a cached venv, a pre-migrated data-dir template, start/stop.
+
+Label Studio (~1 GB of dependencies) lives in its own venv under the cache directory
+(``$MYCELIUM_CACHE`` or ``~/.cache/mycelium``), never in the project venv. Migrating a fresh
+SQLite database takes ~20 s, so it is done once per Label Studio version into a template
+directory; every server starts from a copy of it and is up in a few seconds.
+
+The first user (and its legacy API token) is created from the environment on start. Label
+Studio silently moves to the next port if the requested one is busy, so health is checked
+with *this* server's token: another server on the port cannot answer it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+LABEL_STUDIO_REQUIREMENT = "label-studio>=1.23,<1.24"
+DEFAULT_USERNAME = "admin@mycelium.local"
+DEFAULT_PASSWORD = "mycelium-review"
+DATABASE_FILE = "label_studio.sqlite3"
+READY_MARKER = ".mycelium-template-ready"
+LOG_FILE = "mycelium-label-studio.log"
+
+
+class LabelStudioServerError(RuntimeError):
+    """Label Studio could not be installed, prepared or started."""
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def cache_dir() -> Path:
+    """``$MYCELIUM_CACHE`` or ``~/.cache/mycelium``."""
+    return Path(os.environ.get("MYCELIUM_CACHE") or "~/.cache/mycelium").expanduser()
+
+
+def venv_dir() -> Path:
+    """The dedicated Label Studio venv."""
+    return cache_dir() / "label-studio-venv"
+
+
+def template_dir(version: str) -> Path:
+    """The pre-migrated data directory for Label Studio ``version``."""
+    return cache_dir() / f"label-studio-template-{version}"
+
+
+def _venv_bin(venv: Path, name: str) -> Path:
+    return venv / "bin" / name
+
+
+@contextmanager
+def _file_lock(name: str) -> Iterator[None]:
+    """An exclusive inter-process lock (parallel test sessions share the cache)."""
+    cache_dir().mkdir(parents=True, exist_ok=True)
+    with open(cache_dir() / f".{name}.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _log(message: str) -> None:
+    print(f"[label-studio] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- install
+
+
+def installed_version(venv: Path | None = None) -> str | None:
+    """The Label Studio version importable in ``venv``, or None if it is missing or broken."""
+    python = _venv_bin(venv or venv_dir(), "python")
+    if not python.exists():
+        return None
+    probe = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m; import label_studio; print(m.version('label-studio'))"],
+        capture_output=True,
+        text=True,
+        env=_base_env(),
+    )
+    if probe.returncode != 0:
+        return None
+    return probe.stdout.strip() or None
+
+
+def ensure_venv(python: str = "python3.11", requirement: str = LABEL_STUDIO_REQUIREMENT) -> tuple[Path, str]:
+    """Create (or reuse) the Label Studio venv; return its path and the installed version."""
+    venv = venv_dir()
+    with _file_lock("label-studio-venv"):
+        version = installed_version(venv)
+        if version is not None:
+            return venv, version
+        interpreter = shutil.which(python) or shutil.which("python3")
+        if interpreter is None:
+            raise LabelStudioServerError(f"no Python interpreter {python!r} to create {venv}")
+        _log(f"installing {requirement} into {venv} (about 1 GB, a few minutes)")
+        if venv.exists():
+            shutil.rmtree(venv)
+        steps = [
+            [interpreter, "-m", "venv", str(venv)],
+            [str(_venv_bin(venv, "python")), "-m", "pip", "install", "-q", "--upgrade", "pip"],
+            [str(_venv_bin(venv, "python")), "-m", "pip", "install", "-q", requirement],
+        ]
+        for step in steps:
+            done = subprocess.run(step, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise LabelStudioServerError(
+                    f"installing Label Studio failed at {' '.join(step)!r}:\n{done.stderr[-3000:]}"
+                )
+        version = installed_version(venv)
+        if version is None:
+            raise LabelStudioServerError(f"{requirement} installed into {venv} but does not import")
+        return venv, version
+
+
+def ensure_template(venv: Path, version: str) -> Path:
+    """Build (once) a data directory with all Label Studio migrations applied and no users."""
+    template = template_dir(version)
+    if (template / READY_MARKER).exists():
+        return template
+    with _file_lock(f"label-studio-template-{version}"):
+        if (template / READY_MARKER).exists():
+            return template
+        staging = template.with_name(template.name + ".building")
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        _log(f"migrating a template data directory for Label Studio {version} (~20 s, once)")
+        env = _base_env() | {"LABEL_STUDIO_BASE_DATA_DIR": str(staging), "LATEST_VERSION_CHECK": "false"}
+        done = subprocess.run(
+            [str(_venv_bin(venv, "label-studio")), "version"], capture_output=True, text=True, env=env, cwd=staging
+        )
+        if done.returncode != 0 or not (staging / DATABASE_FILE).exists():
+            raise LabelStudioServerError(f"migrating the Label Studio template failed:\n{done.stderr[-3000:]}")
+        (staging / READY_MARKER).write_text(version + "\n")
+        shutil.rmtree(template, ignore_errors=True)
+        staging.rename(template)
+        return template
+
+
+def ensure_installed() -> tuple[Path, Path, str]:
+    """The venv, the template and the Label Studio version, installing whatever is missing."""
+    venv, version = ensure_venv()
+    return venv, ensure_template(venv, version), version
+
+
+# --------------------------------------------------------------------------- run
+
+
+def _base_env() -> dict[str, str]:
+    """A minimal environment: Label Studio reads bare ``HOST``, ``PORT``, ``USERNAME``… too."""
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "TZ")
+    return {key: os.environ[key] for key in keep if key in os.environ}
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LabelStudioServer:
+    """A running Label Studio process (its own process group) and how to reach it."""
+
+    url: str
+    port: int
+    token: str
+    username: str
+    password: str
+    data_dir: Path
+    log_path: Path
+    version: str
+    process: subprocess.Popen[bytes] = field(repr=False)
+
+    def is_running(self) -> bool:
+        return self.process.poll() is None
+
+    def log_tail(self, chars: int = 4000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def stop(self, timeout: float = 15.0) -> None:
+        """Terminate the whole process group; SIGKILL what is left after ``timeout``."""
+        if not self.is_running():
+            return
+        for sig, wait in ((signal.SIGTERM, timeout), (signal.SIGKILL, 5.0)):
+            try:
+                os.killpg(self.process.pid, sig)
+            except ProcessLookupError:
+                return
+            try:
+                self.process.wait(wait)
+                return
+            except subprocess.TimeoutExpired:
+                continue
+
+    def __enter__(self) -> LabelStudioServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def server_env(data_dir: Path, token: str, username: str, password: str) -> dict[str, str]:
+    """The environment of a Label Studio server process."""
+    return _base_env() | {
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data_dir),
+        "LABEL_STUDIO_USERNAME": username,
+        "LABEL_STUDIO_PASSWORD": password,
+        "LABEL_STUDIO_USER_TOKEN": token,
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "SSRF_PROTECTION_ENABLED": "false",  # webhooks go to a loopback receiver
+        "LATEST_VERSION_CHECK": "false",  # no internet
+        "WEBHOOK_TIMEOUT": "10",  # the receiver writes to Postgres before answering
+        "LOG_LEVEL": "WARNING",
+    }
+
+
+def prepare_data_dir(data_dir: Path, template: Path) -> None:
+    """Copy the template into ``data_dir`` unless it already holds a Label Studio database."""
+    if (data_dir / DATABASE_FILE).exists():
+        return
+    data_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(template, data_dir, dirs_exist_ok=True)
+
+
+def start(
+    port: int,
+    data_dir: Path,
+    token: str,
+    *,
+    username: str = DEFAULT_USERNAME,
+    password: str = DEFAULT_PASSWORD,
+    host: str = "127.0.0.1",
+    timeout: float = 180.0,
+) -> LabelStudioServer:
+    """Start Label Studio on ``host:port`` with ``data_dir`` (copied from the template if new).
+
+    Returns once ``/health`` is up and ``token`` authenticates; raises
+    :class:`LabelStudioServerError` with the server log otherwise. ``token`` must be longer
+    than 5 characters (Label Studio ignores shorter ones).
+    """
+    if len(token) <= 5:
+        raise LabelStudioServerError("the Label Studio user token must be longer than 5 characters")
+    venv, template, version = ensure_installed()
+    data_dir = Path(data_dir).expanduser().resolve()
+    prepare_data_dir(data_dir, template)
+    log_path = data_dir / LOG_FILE
+    command = [
+        str(_venv_bin(venv, "label-studio")),
+        "start",
+        "--internal-host",
+        host,
+        "--port",
+        str(port),
+        "--no-browser",
+    ]
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=server_env(data_dir, token, username, password),
+            cwd=data_dir,
+            start_new_session=True,
+        )
+    server = LabelStudioServer(
+        url=f"http://{host}:{port}",
+        port=port,
+        token=token,
+        username=username,
+        password=password,
+        data_dir=data_dir,
+        log_path=log_path,
+        version=version,
+        process=process,
+    )
+    try:
+        wait_until_ready(server, timeout)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def is_ready(url: str, token: str) -> bool:
+    """True if ``url`` is a healthy Label Studio that accepts ``token``."""
+    try:
+        health = httpx.get(f"{url}/health", timeout=2.0)
+        if health.status_code != 200:
+            return False
+        whoami = httpx.get(
+            f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5.0
+        )
+        return whoami.status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def wait_until_ready(server: LabelStudioServer, timeout: float) -> None:
+    """Poll until the server is ready; fail early if the process dies."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not server.is_running():
+            raise LabelStudioServerError(
+                f"Label Studio exited with code {server.process.returncode} before it was ready; "
+                f"log {server.log_path}:\n{server.log_tail()}"
+            )
+        if is_ready(server.url, server.token):
+            return
+        time.sleep(0.5)
+    raise LabelStudioServerError(
+        f"Label Studio at {server.url} was not ready after {timeout:.0f} s; log {server.log_path}:\n"
+        f"{server.log_tail()}"
+    )
