@@ -204,6 +204,251 @@ def render_stats(figures: dict) -> None:
         console.print(table)
 
 
+# --------------------------------------------------------------------------- teacher extraction
+
+
+def select_problem_ids(dataset: str | None, split: str | None, limit: int | None) -> list[int]:
+    """Problem ids of a dataset (and split), in id order, at most ``limit``."""
+    from sqlalchemy import select
+
+    from app.db.models import Dataset, Problem, Split
+    from app.db.session import session_scope
+
+    query = select(Problem.id).join(Dataset).order_by(Problem.id)
+    if dataset:
+        query = query.where(Dataset.name == dataset)
+    if split:
+        query = query.where(Problem.split == Split(split))
+    if limit:
+        query = query.limit(limit)
+    with session_scope() as session:
+        ids = list(session.scalars(query))
+    if not ids:
+        err_console.print(f"[red]no problems[/red] for dataset={dataset!r} split={split!r}; run `mycelium ingest` first")
+        raise typer.Exit(1)
+    return ids
+
+
+@app.command()
+def extract(
+    teacher: Annotated[str, typer.Option("--teacher", help="Hugging Face model name or local directory.")],
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (gsm8k, math).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train / dev / test.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many problems (in id order).")] = None,
+    mode: Annotated[str, typer.Option(help="forced: read the reference solution; generate: the teacher writes the CoT.")] = "forced",
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget (generate mode); truncation is recorded.")] = 1024,
+    batch_size: Annotated[int, typer.Option(help="Problems per forward pass.")] = 4,
+    layers: Annotated[str, typer.Option(help="Comma-separated layer indices to capture (negative = from the end).")] = "-1",
+    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+    allow_download: Annotated[bool, typer.Option("--allow-download", help="Let from_pretrained fetch from the hub.")] = False,
+    queue: Annotated[bool, typer.Option("--queue", help="Submit a job to the workers instead of running inline.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
+) -> None:
+    """Read (forced) or write (generate) each problem's CoT with a teacher, capture its attention
+    layer by layer, and store trace, JSD boundaries, IAF, CoT spans and clause regions.
+
+    Re-running skips problems already extracted with the same teacher configuration; a failing
+    problem is recorded as failed and the batch goes on.
+    """
+    from app.signals.config import JSDConfig, SignalConfig
+    from app.teacher.run import ExtractionConfig
+
+    if mode not in ("forced", "generate"):
+        raise typer.BadParameter("--mode must be forced or generate")
+    ensure_schema()
+    signals = SignalConfig(jsd=JSDConfig(layers=tuple(int(x) for x in layers.split(","))))
+    config = ExtractionConfig(mode=mode, max_new_tokens=max_new_tokens, batch_size=batch_size, signals=signals)
+    problem_ids = select_problem_ids(dataset, split, limit)
+    if queue:
+        from workers.submit import submit_job
+
+        params = {
+            "teacher": teacher, "mode": mode, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+            "layers": layers, "dtype": dtype, "device": device, "local_files_only": not allow_download,
+        }
+        job = submit_job("extract", params, [str(i) for i in problem_ids])
+        console.print(f"submitted job {job.id} ({job.total} problems); watch it with `mycelium jobs watch {job.id}`")
+        return
+    report = run_extraction(problem_ids, teacher, config, dtype=dtype, device=device, local_files_only=not allow_download)
+    if as_json:
+        print(json.dumps(report.as_dict()))
+
+
+def run_extraction(problem_ids: list[int], teacher_name: str, config, *, dtype: str, device: str, local_files_only: bool):
+    """Load the teacher and extract ``problem_ids`` inline with a progress bar; returns the report."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from app.db.session import session_factory
+    from app.teacher.loading import load_teacher
+    from app.teacher.persist import extract_problems
+
+    teacher = load_teacher(teacher_name, dtype=dtype, device=device, local_files_only=local_files_only)
+    with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err_console) as bar:
+        task = bar.add_task(f"extracting ({config.mode})", total=len(problem_ids))
+        report = extract_problems(session_factory(), problem_ids, teacher, config,
+                                  progress=lambda n: bar.advance(task, n))
+    log.info(
+        "extraction with %s: %d problems extracted, %d already done, %d failed",
+        teacher_name, report.extracted, report.skipped, report.failed,
+    )
+    return report
+
+
+@show_app.command("trace")
+def show_trace(trace_id: int) -> None:
+    """Render a trace: the CoT with its JSD segments, the problem with its regions per step."""
+    from sqlalchemy import select
+
+    from app.db.models import Region, Trace
+    from app.db.session import session_scope
+    from app.signals.alignment import render_spans
+
+    with session_scope() as session:
+        trace = session.get(Trace, trace_id)
+        if trace is None:
+            err_console.print(f"[red]no trace {trace_id}[/red]")
+            raise typer.Exit(1)
+        problem = trace.problem
+        console.print(f"[bold]trace {trace.id}[/bold] problem {problem.id} ({problem.external_id}) "
+                      f"status={trace.status} teacher_answer={trace.teacher_answer!r} gold={problem.gold_answer!r} "
+                      f"correct={trace.correct} truncated={trace.truncated}")
+        if trace.error:
+            console.print(f"[red]error:[/red] {trace.error}")
+            return
+        console.print("\n[bold]CoT segments (JSD boundaries)[/bold]")
+        console.print(render_spans(trace.cot_text, [(s.char_start, s.char_end) for s in trace.spans]),
+                      markup=False, highlight=False)
+        regions = session.scalars(select(Region).where(Region.trace_id == trace.id).order_by(Region.char_start)).all()
+        console.print("\n[bold]problem regions (clause-expanded IAF)[/bold]")
+        console.print(render_spans(problem.text, [(r.char_start, r.char_end) for r in regions],
+                                   [f"{r.source} score={r.score:.2f} step={r.cot_span_id}" for r in regions]),
+                      markup=False, highlight=False)
+
+
+# --------------------------------------------------------------------------- execution validation
+
+
+@app.command()
+def validate(
+    dataset: Annotated[Optional[str], typer.Option(help="Dataset name (gsm8k, math).")] = None,
+    split: Annotated[Optional[str], typer.Option(help="train / dev / test.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="At most this many problems.")] = None,
+    queue: Annotated[bool, typer.Option("--queue", help="Submit a job to the workers instead of running inline.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
+) -> None:
+    """Build the sympy program of every reference solution and teacher trace, execute it and store
+    the verdict (idempotent). A trace whose program reproduces the gold answer has its teacher
+    labels promoted to source=execution.
+    """
+    from collections import Counter
+
+    from rich.progress import track
+    from sqlalchemy import select
+
+    from app.db.models import Problem, Trace
+    from app.db.session import session_scope
+    from app.validation import validate_reference, validate_trace
+
+    ensure_schema()
+    problem_ids = select_problem_ids(dataset, split, limit)
+    if queue:
+        from workers.submit import submit_job
+
+        job = submit_job("validate", {"dataset": dataset, "split": split}, [str(i) for i in problem_ids])
+        console.print(f"submitted job {job.id} ({job.total} problems); watch it with `mycelium jobs watch {job.id}`")
+        return
+    verdicts: Counter[str] = Counter()
+    for problem_id in track(problem_ids, description="validating", console=err_console, disable=as_json):
+        with session_scope() as session:
+            problem = session.get(Problem, problem_id)
+            outcomes = [("reference", validate_reference(session, problem))]
+            for trace in session.scalars(select(Trace).where(Trace.problem_id == problem_id)):
+                outcomes.append(("trace", validate_trace(session, trace)))
+        for kind, verdict in outcomes:
+            if verdict.program_id is None:
+                verdicts[f"{kind}_skipped"] += 1
+            else:
+                verdicts[f"{kind}_{'correct' if verdict.correct else 'wrong'}"] += 1
+    if as_json:
+        print(json.dumps(dict(sorted(verdicts.items()))))
+    else:
+        log.info("validated %d problems: %s", len(problem_ids),
+                 ", ".join(f"{k}={v}" for k, v in sorted(verdicts.items())) or "nothing new")
+
+
+@app.command("check-solutions")
+def check_solutions_command(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="JSONL file (GSM8K or MATH format).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="gsm8k or math.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+) -> None:
+    """Without any database: parse every reference solution of FILE into a program, execute it and
+    report how many reproduce the gold answer (gsm8k) or how many boxed answers parse (math)."""
+    from app.execution.check import check_solutions
+
+    figures = check_solutions(file, dataset)
+    if as_json:
+        print(json.dumps(figures))
+        return
+    table = Table(title=f"check-solutions {file.name} ({dataset})", title_justify="left")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key, value in figures.items():
+        if isinstance(value, dict):
+            for reason, count in sorted(value.items(), key=lambda kv: -kv[1]):
+                table.add_row(f"{key}: {reason}", str(count))
+        else:
+            table.add_row(key, str(value))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command()
+def demo(
+    limit: Annotated[int, typer.Option(help="Problems per dataset to extract with the teacher.")] = 8,
+    teacher: Annotated[Optional[str], typer.Option(help="Teacher name/path; default: a tiny local random-weight Qwen2.")] = None,
+) -> None:
+    """The main job end to end: migrate, ingest the bundled GSM8K/MATH samples, validate the
+    reference solutions by execution, extract attention signals with a teacher (forced mode),
+    validate the traces, and print the statistics.
+
+    With no --teacher it builds a tiny random-weight teacher under MYCELIUM_HOME: the pipeline
+    runs for real, but its attention (hence its regions) is random. See the README for a real teacher.
+    """
+    from app.teacher.run import ExtractionConfig
+
+    ensure_schema()
+    settings = get_settings()
+    for name in ("gsm8k", "math"):
+        ingest(SAMPLES_DIR / f"{name}_sample.jsonl", dataset=name, split=None, skip_invalid=False, as_json=False)
+    validate(dataset=None, split=None, limit=None, queue=False, as_json=False)
+    teacher_path = teacher or str(ensure_tiny_teacher(settings.mycelium_home / "tiny-teacher"))
+    problem_ids = select_problem_ids("gsm8k", None, limit) + select_problem_ids("math", None, limit)
+    run_extraction(problem_ids, teacher_path, ExtractionConfig(mode="forced"), dtype="auto", device="auto",
+                   local_files_only=teacher is None)
+    validate(dataset=None, split=None, limit=None, queue=False, as_json=False)
+    stats(as_json=False)
+
+
+def ensure_tiny_teacher(directory: Path) -> Path:
+    """Build the tiny demo teacher once (tokenizer trained on the bundled samples)."""
+    if (directory / "config.json").exists():
+        return directory
+    from app.teacher.tiny import build_tiny_teacher
+
+    texts = []
+    for name, fields in (("gsm8k", ("question", "answer")), ("math", ("problem", "solution"))):
+        for line in (SAMPLES_DIR / f"{name}_sample.jsonl").read_text().splitlines():
+            record = json.loads(line)
+            texts.append("\n".join(record[f] for f in fields))
+    log.info("building the tiny demo teacher (random weights) in %s", directory)
+    return build_tiny_teacher(directory, texts, num_layers=4)
+
+
 # --------------------------------------------------------------------------- entry point
 
 

@@ -12,7 +12,9 @@ Grammar (``x``/``×``/``·`` multiply, ``÷`` divides, ``−``/``–`` subtract)
     unary    := ("-" | "+") unary | power
     power    := atom (("^" | "**") unary)?                 right-associative
     atom     := number | "(" expr ")" | "sqrt" "(" expr ")" | letter
-    number   := ["$"] digits [","ddd]* ["." digits] ["%"]
+    number   := ["$"] digits [","ddd]* ["." digits] ["%"]  |  a "/" b
+                (``a/b`` written without spaces with integers 0 < a < b is one
+                fraction literal, e.g. ``3/4``; ``48/2`` stays a division)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ _TOKEN_RE = re.compile(
     r"|(?P<eq>=)"
     r"|(?P<word>[A-Za-z]+)"
 )
+_FRACTION_RE = re.compile(r"(\d+)/(\d+)(?![\d.,/%])")
 _OP_CANON: dict[str, str] = {
     "+": "+", "-": "-", "−": "-", "–": "-", "*": "*", "×": "*", "·": "*", "⋅": "*",
     "/": "/", "÷": "/", "^": "^", "**": "^",
@@ -74,6 +77,12 @@ def tokenize(text: str, limits: Limits = DEFAULT_LIMITS) -> list[Token]:
     raw: list[Token] = []
     pos = 0
     while pos < len(text):
+        fraction = _FRACTION_RE.match(text, pos)
+        if fraction is not None and (pos == 0 or text[pos - 1] not in "/.0123456789") \
+                and 0 < int(fraction.group(1)) < int(fraction.group(2)):
+            raw.append(Token("num", fraction.group(), fraction.start(), fraction.end()))
+            pos = fraction.end()
+            continue
         match = _TOKEN_RE.match(text, pos)
         if match is None:
             raise ParseError(f"unexpected {text[pos]!r} at {pos}")
@@ -133,8 +142,12 @@ def parse_equation(text: str, limits: Limits = DEFAULT_LIMITS) -> tuple[Node, No
 def parse_number_token(text: str) -> Num:
     """The :class:`Num` of one number token (``$1,000.50``, ``5%``, ``.5``)."""
     percent = text.endswith("%")
-    digits = text.replace("$", "").replace(",", "").replace("%", "").strip()
-    value = Fraction(digits)
+    digits = re.sub(r"[$,%\s]", "", text)
+    if "/" in digits:
+        numerator, denominator = digits.split("/", 1)
+        value = Fraction(int(numerator), int(denominator))
+    else:
+        value = Fraction(digits)
     rational = sympy.Rational(value.numerator, value.denominator)
     return Num(rational / 100 if percent else rational, text, percent)
 

@@ -19,7 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from app.signals.arrays import to_numpy
+from app.signals.arrays import as_offsets as _offsets
+from app.signals.arrays import as_spans as _spans
 
 __all__ = [
     "ProblemTokens",
@@ -54,19 +55,6 @@ class ProblemTokens:
     @property
     def n_tokens(self) -> int:
         return self.token_range[1] - self.token_range[0]
-
-
-def _offsets(offsets: Any) -> np.ndarray:
-    arr = to_numpy(offsets, np.int64)
-    if arr.size == 0:
-        return arr.reshape(0, 2)
-    if arr.ndim != 2 or arr.shape[1] != 2:
-        raise ValueError(f"offsets must be (n_tokens, 2), got shape {arr.shape}")
-    return arr
-
-
-def _spans(spans: Any) -> np.ndarray:
-    return to_numpy(spans, np.int64).reshape(-1, 2)
 
 
 def token_char_spans(tokenizer: Any, text: str, add_special_tokens: bool = False) -> np.ndarray:
@@ -173,6 +161,8 @@ def render_spans(text: str, spans: Any, labels: Sequence[str] | None = None) -> 
     for i, (s, e) in enumerate(arr):
         if not 0 <= s <= e <= len(text):
             raise ValueError(f"span {i} ({s}, {e}) outside text of length {len(text)}")
+        if s == e:
+            continue  # empty spans are listed below, not marked
         events.append((int(s), 1, -int(e)))
         events.append((int(e), 0, -int(s)))
     events.sort()

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["to_numpy", "check_range"]
+__all__ = ["to_numpy", "check_range", "as_offsets", "as_spans"]
 
 
 def to_numpy(x: Any, dtype: npt.DTypeLike | None = None) -> np.ndarray:
@@ -31,3 +31,18 @@ def check_range(rng: tuple[int, int], upper: int, name: str) -> tuple[int, int]:
     if not 0 <= start <= end <= upper:
         raise ValueError(f"{name}={rng!r} is not a range inside [0, {upper}]")
     return start, end
+
+
+def as_offsets(offsets: Any) -> np.ndarray:
+    """A tokenizer offset mapping (list of pairs, array or tensor) → ``(n_tokens, 2)`` int64."""
+    arr = to_numpy(offsets, np.int64)
+    if arr.size == 0:
+        return arr.reshape(0, 2)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"offsets must be (n_tokens, 2), got shape {arr.shape}")
+    return arr
+
+
+def as_spans(spans: Any) -> np.ndarray:
+    """Half-open ``(start, end)`` pairs (any sequence/array) → ``(k, 2)`` int64."""
+    return to_numpy(spans, np.int64).reshape(-1, 2)

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from transformers import PreTrainedTokenizerBase
 
+from app.signals.alignment import problem_tokens
+
 DEFAULT_PROMPT = (
     "Solve the following math problem step by step. "
     "Put the final answer within \\boxed{{}}.\n\n{problem}"
@@ -50,24 +52,13 @@ def render_prompt(tokenizer: PreTrainedTokenizerBase, problem: str, template: st
     return prompt, content_at + len(prefix)
 
 
-def tokens_in_char_range(offsets: np.ndarray, start: int, end: int) -> tuple[int, int]:
-    """Token index range [i, j) of the tokens overlapping chars [start, end) (offsets: (n, 2))."""
-    overlaps = (offsets[:, 0] < end) & (offsets[:, 1] > start) & (offsets[:, 1] > offsets[:, 0])
-    hits = np.flatnonzero(overlaps)
-    if hits.size == 0:
-        raise ValueError(f"no token covers chars [{start}, {end})")
-    return int(hits[0]), int(hits[-1]) + 1
-
-
 def encode_problem_and_cot(
     tokenizer: PreTrainedTokenizerBase, problem: str, cot: str, template: str = DEFAULT_PROMPT
 ) -> EncodedInput:
     """Tokenize prompt and CoT separately (so no token straddles them) and map both back to chars."""
     prompt, problem_at = render_prompt(tokenizer, problem, template)
     prompt_enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
-    prompt_offsets = np.asarray(prompt_enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
-    first, last = tokens_in_char_range(prompt_offsets, problem_at, problem_at + len(problem))
-    problem_spans = np.clip(prompt_offsets[first:last] - problem_at, 0, len(problem))
+    located = problem_tokens(prompt_enc["offset_mapping"], (problem_at, problem_at + len(problem)))
 
     cot_enc = tokenizer(cot, add_special_tokens=False, return_offsets_mapping=True)
     cot_offsets = np.asarray(cot_enc["offset_mapping"], dtype=np.int64).reshape(-1, 2)
@@ -76,7 +67,7 @@ def encode_problem_and_cot(
     return EncodedInput(
         input_ids=list(prompt_enc["input_ids"]) + list(cot_enc["input_ids"]),
         prompt_token_count=len(prompt_enc["input_ids"]),
-        problem_token_range=(first, last),
-        problem_char_spans=problem_spans,
+        problem_token_range=located.token_range,
+        problem_char_spans=located.char_spans,
         cot_char_spans=cot_offsets,
     )

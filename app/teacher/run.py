@@ -21,9 +21,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from app.signals import TraceSignals, compute_trace_signals, problem_regions
+from app.signals.trace import TraceSignals, compute_trace_signals
 from app.signals.config import SignalConfig
-from app.signals.clauses import Region
+from app.signals.clauses import Region, problem_regions_per_segment
 from app.teacher.capture import CapturedAttention, SampleLayout, streamed_capture
 from app.teacher.loading import Teacher
 from app.teacher.prompting import DEFAULT_PROMPT, EncodedInput, encode_problem_and_cot, render_prompt
@@ -65,7 +65,7 @@ class TeacherReading:
     encoded: EncodedInput
     captured: CapturedAttention
     signals: TraceSignals
-    regions: list[Region]
+    regions: list[list[Region]]  # per CoT segment: clause-expanded problem regions
 
 
 def generate_cots(
@@ -156,10 +156,10 @@ def build_reading(
         captured.rows,
         problem_token_range=encoded.problem_token_range,
         cot_token_range=encoded.cot_token_range,
-        head_input_fraction=captured.head_input_fraction,
         config=config.signals,
+        input_fraction_per_head=captured.head_input_fraction,
     )
-    regions = problem_regions(problem, encoded.problem_char_spans, signals.iaf, config.signals)
+    regions = problem_regions_per_segment(problem, encoded.problem_char_spans, signals.iaf, config.signals)
     return TeacherReading(
         cot_text=cot, truncated=truncated, encoded=encoded, captured=captured, signals=signals, regions=regions
     )

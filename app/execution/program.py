@@ -1,0 +1,339 @@
+"""Programs: a JSON-serialisable DAG of whitelisted operations, and how to build one.
+
+JSON shape (stored in the database; other components rely on it)::
+
+    {"steps": [{"id": 1, "op": "DIV",
+                "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+                             {"kind": "constant", "value": "2"}],
+                "result": "24", "text": "48/2=24", "source": "annotation"},
+               {"id": 2, "op": "ADD",
+                "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+                             {"kind": "step", "ref": 1}],
+                "result": "72", "text": "48+24=72", "source": "annotation"}],
+     "answer_step": 2}
+
+Representation choices:
+
+* One step applies one operation.  ADD and MUL are n-ary and chains of SUB or
+  DIV fold left (``100-50-30-15`` is one SUB step with four operands).  An
+  expression mixing operations is split into one step per operation, inner
+  first: ``(12+36+72)/3`` becomes ``ADD(12, 36, 72)`` then ``DIV(step, 3)``;
+  all of those steps share the source ``text``.
+* Operand ``value`` is a literal :func:`~app.execution.operations.parse_literal`
+  accepts (``"48"``, ``"3.5"``, ``"3/4"``, ``"60%"`` meaning 3/5, ``"pi"``).
+  ``start``/``end`` of a problem operand are char offsets into the problem text.
+* ``EQUATION`` steps keep the normalised equation in ``text`` (e.g.
+  ``"9*s = 117"``); their operands are the equation's numbers left to right,
+  and the executor re-solves the equation with the operand values substituted.
+* ``TO_PERCENT`` (x -> 100x) is appended when the final written result is a
+  percent (``60% * 40% = 24%``: the answer is 24, in percent units).
+* ``result`` is the value computed from the operands when the program was built
+  (``str`` of a sympy number, e.g. ``"7/2"``); the executor recomputes it and
+  never trusts it.  ``answer_step`` is the last step's id.
+* A number in a computation becomes a ``step`` operand when it equals (or is
+  the rounding, to its written decimals, of) an earlier step's computed or
+  written result — that is the dependency edge — else a ``problem`` operand
+  when it matches a number of the problem text, else a ``constant``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import sympy
+
+from app.execution.computation import SOURCES, Computation
+from app.execution.errors import ExecutionError, InvalidProgram, TooComplex
+from app.execution.expression import OP_ARITY, Apply, Const, Node, Num, Var
+from app.execution.limits import DEFAULT_LIMITS, Deadline, Limits
+from app.execution.numbers import NumberMention, find_numbers
+from app.execution.operations import evaluate_op, format_value, parse_literal, solve_equation
+
+__all__ = ["Operand", "Step", "Program", "build_program", "program_to_json",
+           "program_from_json", "rational_text", "OPERAND_KINDS"]
+
+OPERAND_KINDS: tuple[str, ...] = ("problem", "step", "constant")
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A problem number (with char span), an earlier step's result, or a constant."""
+
+    kind: str  # 'problem' | 'step' | 'constant'
+    value: str | None = None  # literal for 'problem' and 'constant'
+    start: int | None = None  # char offset into the problem text ('problem' only)
+    end: int | None = None
+    ref: int | None = None  # step id ('step' only)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One operation of a program."""
+
+    id: int
+    op: str
+    operands: tuple[Operand, ...]
+    result: str
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Program:
+    """Steps in execution order and the id of the step that holds the answer."""
+
+    steps: tuple[Step, ...]
+    answer_step: int | None
+
+    def dependency_edges(self) -> list[tuple[int, int]]:
+        """``(i, j)`` for every step j that consumes step i's result."""
+        return sorted({(operand.ref, step.id) for step in self.steps
+                       for operand in step.operands
+                       if operand.kind == "step" and operand.ref is not None})
+
+
+def rational_text(value: sympy.Rational) -> str:
+    """Shortest exact literal: ``"24"``, ``"3.5"``, ``"1/3"``."""
+    value = sympy.Rational(value)
+    if value.q == 1:
+        return str(value.p)
+    denominator = int(value.q)
+    twos = fives = 0
+    while denominator % 2 == 0:
+        denominator //= 2
+        twos += 1
+    while denominator % 5 == 0:
+        denominator //= 5
+        fives += 1
+    if denominator != 1:
+        return f"{value.p}/{value.q}"
+    places = max(twos, fives)
+    scaled = abs(int(value.p)) * 10**places // int(value.q)
+    digits = str(scaled).rjust(places + 1, "0")
+    sign = "-" if value < 0 else ""
+    return f"{sign}{digits[:-places]}.{digits[-places:]}"
+
+
+def _literal_text(num: Num) -> str:
+    return rational_text(num.literal) + ("%" if num.percent else "")
+
+
+@dataclass
+class _Built:
+    """A step under construction plus the written result used for matching."""
+
+    step: Step
+    value: sympy.Expr
+    claimed: sympy.Rational | None
+
+
+def build_program(problem_text: str, computations: Sequence[Computation],
+                  limits: Limits = DEFAULT_LIMITS, deadline: Deadline | None = None) -> Program:
+    """Assemble computations (in CoT order) into a program.
+
+    Computations that cannot be evaluated (bad arity, division by zero, an
+    unknown outside an equation, ...) are skipped: a parse is kept only if
+    sympy can evaluate it.
+    """
+    mentions = find_numbers(problem_text)
+    built: list[_Built] = []
+    last_claim_percent = False
+    for computation in computations:
+        if deadline is not None:
+            deadline.check("building program")
+        if len(built) >= limits.max_steps:
+            raise TooComplex(f"more than {limits.max_steps} steps")
+        try:
+            new = _build_computation(computation, mentions, built, limits, deadline)
+        except ExecutionError as error:
+            if error.reason == "timeout":
+                raise
+            continue
+        if new:
+            built.extend(new)
+            last_claim_percent = computation.claimed is not None and computation.claimed.percent
+    if built and last_claim_percent:
+        last = built[-1]
+        value = evaluate_op("TO_PERCENT", [last.value], limits)
+        built.append(_Built(Step(last.step.id + 1, "TO_PERCENT",
+                                 (Operand("step", ref=last.step.id),), format_value(value),
+                                 last.step.text, last.step.source), value, None))
+    steps = tuple(item.step for item in built)
+    return Program(steps, steps[-1].id if steps else None)
+
+
+def _build_computation(computation: Computation, mentions: list[NumberMention],
+                       built: list[_Built], limits: Limits,
+                       deadline: Deadline | None) -> list[_Built]:
+    """Steps for one computation (empty when it holds no operation)."""
+    next_id = (built[-1].step.id + 1) if built else 1
+    claimed = computation.claimed.value if computation.claimed is not None else None
+    if computation.kind == "equation":
+        assert computation.rhs is not None and computation.equation_text is not None
+        nums = _numbers(computation.tree) + _numbers(computation.rhs)
+        operands = tuple(_resolve(num, mentions, built) for num in nums)
+        values = [_operand_value(operand, built) for operand in operands]
+        value = solve_equation(computation.tree, computation.rhs, limits, deadline, values)
+        step = Step(next_id, "EQUATION", operands, format_value(value),
+                    computation.equation_text, "equation")
+        return [_Built(step, value, claimed)]
+    if not isinstance(computation.tree, Apply):
+        return []
+    resolved = {id(num): _resolve(num, mentions, built) for num in _numbers(computation.tree)}
+    new: list[_Built] = []
+
+    def emit(node: Node) -> Operand:
+        if isinstance(node, Num):
+            return resolved[id(node)]
+        if isinstance(node, Const):
+            return Operand("constant", value=node.name)
+        if isinstance(node, Var):
+            raise InvalidProgram(f"unknown {node.name!r} outside an equation")
+        operands = tuple(emit(arg) for arg in node.args)
+        values = [_operand_value(operand, built + new) for operand in operands]
+        value = evaluate_op(node.op, values, limits)
+        step_id = next_id + len(new)
+        new.append(_Built(Step(step_id, node.op, operands, format_value(value),
+                               computation.text, computation.source), value, None))
+        return Operand("step", ref=step_id)
+
+    emit(computation.tree)
+    if new:
+        new[-1].claimed = claimed
+    return new
+
+
+def _numbers(node: Node) -> list[Num]:
+    if isinstance(node, Num):
+        return [node]
+    if isinstance(node, Apply):
+        return [num for arg in node.args for num in _numbers(arg)]
+    return []
+
+
+def _resolve(num: Num, mentions: list[NumberMention], built: list[_Built]) -> Operand:
+    """Step ref, problem number or constant for one written number."""
+    for item in reversed(built):
+        if item.value == num.value or item.claimed == num.value:
+            return Operand("step", ref=item.step.id)
+    places = _decimal_places(num.text)
+    if places:
+        tolerance = sympy.Rational(1, 2 * 10**places)
+        for item in reversed(built):
+            if isinstance(item.value, sympy.Rational) and abs(item.value - num.value) <= tolerance \
+                    and item.value != 0:
+                return Operand("step", ref=item.step.id)
+    literal = num.literal
+    best: NumberMention | None = None
+    for mention in mentions:
+        matches = (mention.value == literal or mention.value == num.value
+                   or (mention.kind == "percent" and mention.value / 100 == num.value))
+        if matches and (best is None or (mention.kind == "percent") == num.percent):
+            if best is None or ((best.kind == "percent") != num.percent):
+                best = mention
+    if best is not None:
+        return Operand("problem", value=_literal_text(num), start=best.start, end=best.end)
+    return Operand("constant", value=_literal_text(num))
+
+
+def _decimal_places(text: str) -> int:
+    digits = text.rstrip("%").strip()
+    return len(digits.split(".", 1)[1]) if "." in digits else 0
+
+
+def _operand_value(operand: Operand, built: Sequence[_Built]) -> sympy.Expr:
+    if operand.kind == "step":
+        for item in built:
+            if item.step.id == operand.ref:
+                return item.value
+        raise InvalidProgram(f"dangling ref {operand.ref}")
+    assert operand.value is not None
+    return parse_literal(operand.value)
+
+
+def program_to_json(program: Program) -> dict[str, Any]:
+    """The program as plain JSON types (see the module docstring for the shape)."""
+    return {
+        "steps": [{
+            "id": step.id,
+            "op": step.op,
+            "operands": [_operand_to_json(operand) for operand in step.operands],
+            "result": step.result,
+            "text": step.text,
+            "source": step.source,
+        } for step in program.steps],
+        "answer_step": program.answer_step,
+    }
+
+
+def _operand_to_json(operand: Operand) -> dict[str, Any]:
+    if operand.kind == "step":
+        return {"kind": "step", "ref": operand.ref}
+    if operand.kind == "problem":
+        return {"kind": "problem", "value": operand.value, "start": operand.start, "end": operand.end}
+    return {"kind": "constant", "value": operand.value}
+
+
+def program_from_json(data: Any, limits: Limits = DEFAULT_LIMITS) -> Program:
+    """Validate and load a program; raises :class:`InvalidProgram` on any defect."""
+    if not isinstance(data, dict) or not isinstance(data.get("steps"), list):
+        raise InvalidProgram("program must be an object with a 'steps' list")
+    if len(data["steps"]) > limits.max_steps:
+        raise TooComplex(f"more than {limits.max_steps} steps")
+    steps: list[Step] = []
+    seen: set[int] = set()
+    for raw in data["steps"]:
+        step = _step_from_json(raw)
+        if step.id in seen:
+            raise InvalidProgram(f"duplicate step id {step.id}")
+        for operand in step.operands:
+            if operand.kind == "step" and operand.ref not in seen:
+                raise InvalidProgram(f"step {step.id} refers to {operand.ref}, not an earlier step")
+        seen.add(step.id)
+        steps.append(step)
+    answer = data.get("answer_step")
+    if answer is not None and (not isinstance(answer, int) or answer not in seen):
+        raise InvalidProgram(f"answer_step {answer!r} is not a step id")
+    return Program(tuple(steps), answer)
+
+
+def _step_from_json(raw: Any) -> Step:
+    if not isinstance(raw, dict):
+        raise InvalidProgram("step must be an object")
+    step_id, op, operands = raw.get("id"), raw.get("op"), raw.get("operands")
+    if not isinstance(step_id, int) or isinstance(step_id, bool):
+        raise InvalidProgram("step id must be an integer")
+    if op not in OP_ARITY:
+        raise InvalidProgram(f"unknown op {op!r}")
+    if not isinstance(operands, list):
+        raise InvalidProgram("operands must be a list")
+    source = raw.get("source", "arithmetic")
+    if source not in SOURCES:
+        raise InvalidProgram(f"unknown source {source!r}")
+    text, result = raw.get("text", ""), raw.get("result", "")
+    if not isinstance(text, str) or not isinstance(result, str):
+        raise InvalidProgram("text and result must be strings")
+    return Step(step_id, op, tuple(_operand_from_json(item) for item in operands),
+                result, text, source)
+
+
+def _operand_from_json(raw: Any) -> Operand:
+    if not isinstance(raw, dict) or raw.get("kind") not in OPERAND_KINDS:
+        raise InvalidProgram(f"bad operand {str(raw)[:60]}")
+    kind = raw["kind"]
+    if kind == "step":
+        if not isinstance(raw.get("ref"), int):
+            raise InvalidProgram("step operand needs an integer ref")
+        return Operand("step", ref=raw["ref"])
+    value = raw.get("value")
+    if not isinstance(value, str):
+        raise InvalidProgram(f"{kind} operand needs a string value")
+    parse_literal(value)  # validates
+    if kind == "problem":
+        start, end = raw.get("start"), raw.get("end")
+        if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
+            raise InvalidProgram("problem operand needs start <= end")
+        return Operand("problem", value=value, start=start, end=end)
+    return Operand("constant", value=value)

@@ -1,0 +1,125 @@
+"""Put work on the queue: submit a job (create-or-get, then fan out), run one inline, resume stalled ones.
+
+Work is sent only after the job row has committed; a submitter that dies in between leaves a
+queued job that the next worker start resumes (:func:`resume_stalled_jobs`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from celery import Celery
+from sqlalchemy import create_engine
+from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
+
+from app.db.session import database_url, session_scope
+from workers.jobs import create_or_get_job, idempotency_key, job_summary, record_task_ids, reopen_job, stalled_jobs
+from workers.kinds import JobKind, get_kind, registered_kinds
+from workers.runner import run_job_items, worker_name
+
+
+@dataclass(frozen=True)
+class Submission:
+    """The outcome of :func:`submit_job`: the job, whether it is new, how many tasks were sent."""
+
+    job_id: int
+    created: bool
+    tasks_sent: int
+    status: str
+
+
+def default_app() -> Celery:
+    from workers.celery_app import app
+
+    return app
+
+
+def prepare_job(kind: JobKind, params: Mapping[str, Any]) -> tuple[int, bool, int, str]:
+    """Create-or-get the job (reopening a failed / cancelled one); commit. Returns (id, created, items to run, status)."""
+    with session_scope() as session:
+        keys = kind.list_items(session, params)
+        key = idempotency_key(kind.name, params, keys, kind.version)
+        job, created = create_or_get_job(session, kind.name, params, keys, key)
+        to_run = job.total if created else reopen_job(session, job.id)
+        session.refresh(job)
+        if not job.total:
+            to_run = 0
+        return job.id, created, to_run, str(job.status)
+
+
+def submit_job(kind: str, params: Mapping[str, Any], *, app: Celery | None = None) -> Submission:
+    """Submit a job to the workers: one task per ``chunk_size`` items, on the kind's queue.
+
+    Submitting the same job again (same kind, parameters, inputs and code version) returns the
+    existing job and sends nothing, unless it had failed or was cancelled: then its unfinished
+    items are queued again and its succeeded items are kept.
+    """
+    job_kind = get_kind(kind)
+    job_id, created, to_run, status = prepare_job(job_kind, params)
+    if not to_run:
+        return Submission(job_id=job_id, created=created, tasks_sent=0, status=status)
+    chunks = math.ceil(to_run / job_kind.chunk_size)
+    task_ids = send_chunks(app or default_app(), job_id, job_kind, [job_kind.chunk_size] * chunks)
+    with session_scope() as session:
+        record_task_ids(session, job_id, task_ids)
+    return Submission(job_id=job_id, created=created, tasks_sent=len(task_ids), status=status)
+
+
+def send_chunks(app: Celery, job_id: int, kind: JobKind, limits: Sequence[int | None]) -> list[str]:
+    """Send one chunk task per limit (None: drain the job); returns the task ids."""
+    from workers.celery_app import RUN_CHUNK_TASK
+
+    task_ids = []
+    with app.connection_for_write() as connection:
+        for limit in limits:
+            result = app.send_task(
+                RUN_CHUNK_TASK, kwargs={"job_id": job_id, "kind": kind.name, "limit": limit}, connection=connection
+            )
+            task_ids.append(result.id)
+    return task_ids
+
+
+def run_job_inline(
+    kind: str, params: Mapping[str, Any], *, on_batch: Callable[[int], None] | None = None
+) -> dict[str, Any]:
+    """Create-or-get the job and process all its items in this process; returns its JSON summary."""
+    from workers.jobs import get_job
+
+    job_kind = get_kind(kind)
+    job_id, _created, _to_run, _status = prepare_job(job_kind, params)
+    run_job_items(job_id, limit=None, worker=worker_name("inline"), on_batch=on_batch)
+    with session_scope() as session:
+        return job_summary(get_job(session, job_id))  # type: ignore[arg-type]
+
+
+@contextmanager
+def unpooled_session() -> Iterator[Session]:
+    """A session whose connection is closed at the end (safe in a process that forks afterwards)."""
+    engine = create_engine(database_url(), poolclass=NullPool)
+    try:
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def resume_stalled_jobs(app: Celery, queues: Sequence[str]) -> list[int]:
+    """Send one draining task to each active job of these queues' kinds that has unclaimed items.
+
+    A duplicate task is harmless (items are claimed, never re-done), so this errs on sending.
+    """
+    kinds = {name: kind for name, kind in registered_kinds().items() if kind.queue in queues}
+    if not kinds:
+        return []
+    with unpooled_session() as session:
+        stalled = stalled_jobs(session, sorted(kinds))
+        session.rollback()
+        for job_id, kind_name in stalled:
+            record_task_ids(session, job_id, send_chunks(app, job_id, kinds[kind_name], [None]))
+        session.commit()
+    return [job_id for job_id, _kind in stalled]
