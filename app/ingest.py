@@ -141,7 +141,7 @@ def parse_jsonl(lines: Iterable[str], dataset: str, file: str) -> tuple[list[Pro
         if not raw.strip():
             continue
         try:
-            obj = json.loads(raw)
+            obj = json.loads(raw.rstrip("\r\n"))
         except json.JSONDecodeError as exc:
             errors.append(RecordError(file, number, "?", f"invalid JSON ({exc.msg} at column {exc.colno})"))
             continue

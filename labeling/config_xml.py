@@ -9,24 +9,15 @@ from __future__ import annotations
 
 from xml.sax.saxutils import quoteattr
 
+from app.execution.expression import OP_ARITY
+
 TEXT_NAME = "text"
 SPAN_CONTROL = "span"
 ANSWER_TYPE_CONTROL = "answer_type"
 NOTE_CONTROL = "note"
 
-# Operations a region computes (design §4, C2) …
-OPERATION_LABELS: tuple[str, ...] = (
-    "ADD",
-    "SUB",
-    "MUL",
-    "DIV",
-    "POW",
-    "SQRT",
-    "MOD",
-    "FACTORIAL",
-    "BINOM",
-    "FRAC",
-)
+# Operations a region computes: the executor's whitelisted operations (design §4, C2) …
+OPERATION_LABELS: tuple[str, ...] = tuple(op for op in OP_ARITY if op != "EQUATION")
 # … and roles a region plays in the problem.
 ROLE_LABELS: tuple[str, ...] = ("EQUATION", "CONSTRAINT", "OBJECTIVE", "GIVEN", "CONTEXT")
 # A region whose operation is not known yet (attention-derived, before the classifier exists).

@@ -185,6 +185,7 @@ class LabelStudioServer:
     log_path: Path
     version: str
     process: subprocess.Popen[bytes] = field(repr=False)
+    startup_seconds: float = 0.0
 
     def is_running(self) -> bool:
         return self.process.poll() is None
@@ -259,6 +260,7 @@ def start(
     if len(token) <= 5:
         raise LabelStudioServerError("the Label Studio user token must be longer than 5 characters")
     venv, template, version = ensure_installed()
+    began = time.monotonic()
     data_dir = Path(data_dir).expanduser().resolve()
     prepare_data_dir(data_dir, template)
     log_path = data_dir / LOG_FILE
@@ -297,36 +299,68 @@ def start(
     except BaseException:
         server.stop()
         raise
+    server.startup_seconds = time.monotonic() - began
     return server
+
+
+def probe(url: str, token: str) -> str:
+    """``"ready"``, ``"down"`` (no healthy server yet) or ``"unauthorised"`` (up, token refused)."""
+    try:
+        health = httpx.get(f"{url}/health", timeout=2.0)
+        if health.status_code != 200:
+            return "down"
+        whoami = httpx.get(
+            f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5.0
+        )
+    except httpx.HTTPError:
+        return "down"
+    if whoami.status_code == 200:
+        return "ready"
+    return "unauthorised" if whoami.status_code in (401, 403) else "down"
 
 
 def is_ready(url: str, token: str) -> bool:
     """True if ``url`` is a healthy Label Studio that accepts ``token``."""
-    try:
-        health = httpx.get(f"{url}/health", timeout=2.0)
-        if health.status_code != 200:
-            return False
-        whoami = httpx.get(
-            f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5.0
-        )
-        return whoami.status_code == 200
-    except httpx.HTTPError:
-        return False
+    return probe(url, token) == "ready"
 
 
 def wait_until_ready(server: LabelStudioServer, timeout: float) -> None:
-    """Poll until the server is ready; fail early if the process dies."""
+    """Poll until the server is ready; fail early if the process dies or refuses the token."""
     deadline = time.monotonic() + timeout
+    refusals = 0
     while time.monotonic() < deadline:
         if not server.is_running():
             raise LabelStudioServerError(
                 f"Label Studio exited with code {server.process.returncode} before it was ready; "
                 f"log {server.log_path}:\n{server.log_tail()}"
             )
-        if is_ready(server.url, server.token):
+        state = probe(server.url, server.token)
+        if state == "ready":
             return
+        refusals = refusals + 1 if state == "unauthorised" else 0
+        if refusals >= 5:
+            raise LabelStudioServerError(
+                f"Label Studio at {server.url} is up but refuses the token: either another server holds the "
+                f"port, or the data dir {server.data_dir} was created with a different token"
+            )
         time.sleep(0.5)
     raise LabelStudioServerError(
         f"Label Studio at {server.url} was not ready after {timeout:.0f} s; log {server.log_path}:\n"
         f"{server.log_tail()}"
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m labeling.server install``: prepare the venv and template (used by CI)."""
+    args = sys.argv[1:] if argv is None else argv
+    if args != ["install"]:
+        print("usage: python -m labeling.server install", file=sys.stderr)
+        return 2
+    started = time.monotonic()
+    venv, template, version = ensure_installed()
+    print(f"Label Studio {version}: venv {venv}, template {template} ({time.monotonic() - started:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,9 +105,9 @@ def test_bad_input_writes_nothing_and_names_the_record(db_session, tmp_path: Pat
     message = str(caught.value)
     assert message == (
         "2 invalid record(s); nothing was written:\n"
-        f"  {path}:3: problem 'Betty is saving money for a new wallet which costs $100. B...': "
+        f"  {path}:3: problem 'Betty is saving money for a new wallet which costs $100. ...': "
         "no '#### <answer>' line in the answer\n"
-        f"  {path}:5: problem '?': invalid JSON (Expecting property name enclosed in double quotes at column 32)"
+        f"  {path}:5: problem '?': invalid JSON (Expecting property name enclosed in double quotes at column 30)"
     )
     assert db_session.scalar(select(func.count()).select_from(Problem)) == 0
 

@@ -150,7 +150,8 @@ def test_generate_mode_records_truncation(db_session, teacher) -> None:
     assert report.extracted == 2, report.failures
     for trace in db_session.scalars(select(Trace)).all():
         assert trace.truncated is True  # random weights never emit EOS within 12 tokens
-        assert 2 <= len(trace.cot_token_starts) <= 14
+        assert len(trace.cot_token_starts) >= 2 and len(trace.signals.jsd_raw) == len(trace.cot_token_starts) - 1
+        assert trace.spans and trace.spans[-1].token_end == len(trace.cot_token_starts)
         assert trace.correct is False
 
 

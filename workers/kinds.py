@@ -2,7 +2,9 @@
 
 A kind's ``process`` writes the result rows of its items into the session it is given and never
 commits: the runner commits those rows in the same transaction that marks the items done, so a
-worker that dies half-way leaves nothing behind.
+worker that dies half-way leaves nothing behind. It may return the keys of items that failed
+(with their error text; their rows, e.g. a failed trace, are kept); raising fails the batch,
+which the runner then retries item by item so that one bad item fails alone.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ BUILTIN_KIND_MODULES = ("workers.validation", "workers.extraction")
 
 Params = Mapping[str, Any]
 ListItems = Callable[[Session, Params], list[str]]
-ProcessItems = Callable[[Session, Params, Sequence[str]], None]
+ProcessItems = Callable[[Session, Params, Sequence[str]], Mapping[str, str] | None]
 
 
 class TransientError(Exception):
@@ -31,9 +33,9 @@ class JobKind:
     """One kind of job.
 
     ``list_items`` enumerates the item keys of a job from its parameters (at submission);
-    ``process`` computes and writes the results of a batch of items (at most ``batch_size``);
-    ``chunk_size`` items make one Celery task; ``version`` is the code version that enters the
-    job's idempotency key (bump it when the results would change).
+    ``process`` computes and writes the results of a batch of items (``batch_size``, or the job's
+    ``params["batch_size"]``); ``chunk_size`` items make one Celery task; ``version`` is the code
+    version that enters the job's idempotency key (bump it when the results would change).
     """
 
     name: str
@@ -50,6 +52,10 @@ class JobKind:
             raise ValueError(f"job kind {self.name!r}: queue must be one of {QUEUES}, not {self.queue!r}")
         if self.batch_size < 1 or self.chunk_size < self.batch_size:
             raise ValueError(f"job kind {self.name!r}: need 1 <= batch_size <= chunk_size")
+
+    def items_per_batch(self, params: Params) -> int:
+        """Items per transaction: the job's ``batch_size`` parameter, else the kind's default."""
+        return max(1, int(params.get("batch_size") or self.batch_size))
 
 
 _KINDS: dict[str, JobKind] = {}

@@ -11,7 +11,7 @@ import logging
 import os
 import socket
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -77,7 +77,8 @@ def run_job_items(
     succeeded = failed = 0
     status = JobStatus.RUNNING
     while limit is None or succeeded + failed < limit:
-        size = kind.batch_size if limit is None else min(kind.batch_size, limit - succeeded - failed)
+        batch = kind.items_per_batch(params)
+        size = batch if limit is None else min(batch, limit - succeeded - failed)
         with session_scope() as session:
             items = claim_items(session, job_id, size, worker)
             if not items:
@@ -103,28 +104,37 @@ def _process_batch(
     succeeded and the error text of those that failed.
     """
     try:
-        _process_in_savepoint(session, kind, params, [item.key for item in items])
-        return [item.id for item in items], {}
+        reported = _process_in_savepoint(session, kind, params, [item.key for item in items])
+        return _split_outcomes(items, reported)
     except Exception as exc:
         if _must_propagate(exc, transient_is_final):
             raise
         if len(items) == 1:
             return [], {items[0].id: _describe(items[0].key, exc)}
-    succeeded, failed = [], {}
+    succeeded: list[int] = []
+    failed: dict[int, str] = {}
     for item in items:
         try:
-            _process_in_savepoint(session, kind, params, [item.key])
-            succeeded.append(item.id)
+            ok, errors = _split_outcomes([item], _process_in_savepoint(session, kind, params, [item.key]))
         except Exception as exc:
             if _must_propagate(exc, transient_is_final):
                 raise
-            failed[item.id] = _describe(item.key, exc)
+            ok, errors = [], {item.id: _describe(item.key, exc)}
+        succeeded += ok
+        failed.update(errors)
     return succeeded, failed
 
 
-def _process_in_savepoint(session: Session, kind: JobKind, params: Params, keys: list[str]) -> None:
+def _process_in_savepoint(session: Session, kind: JobKind, params: Params, keys: list[str]) -> Mapping[str, str]:
     with session.begin_nested():
-        kind.process(session, params, keys)
+        return kind.process(session, params, keys) or {}
+
+
+def _split_outcomes(items: Sequence[ClaimedItem], reported: Mapping[str, str]) -> tuple[list[int], dict[int, str]]:
+    """Item ids that succeeded, and ``item <key>: <error>`` of those the kind reported as failed."""
+    succeeded = [item.id for item in items if item.key not in reported]
+    failed = {item.id: f"item {item.key}: {reported[item.key]}" for item in items if item.key in reported}
+    return succeeded, failed
 
 
 def _must_propagate(exc: Exception, transient_is_final: bool) -> bool:

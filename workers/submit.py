@@ -27,9 +27,21 @@ from workers.runner import run_job_items, worker_name
 class Submission:
     """The outcome of :func:`submit_job`: the job, whether it is new, how many tasks were sent."""
 
-    job_id: int
+    id: int
+    total: int
     created: bool
     tasks_sent: int
+    status: str
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A committed job row, and how many of its items still need a worker."""
+
+    id: int
+    total: int
+    created: bool
+    to_run: int
     status: str
 
 
@@ -39,20 +51,23 @@ def default_app() -> Celery:
     return app
 
 
-def prepare_job(kind: JobKind, params: Mapping[str, Any]) -> tuple[int, bool, int, str]:
-    """Create-or-get the job (reopening a failed / cancelled one); commit. Returns (id, created, items to run, status)."""
+def prepare_job(kind: JobKind, params: Mapping[str, Any], item_keys: Sequence[str] | None = None) -> PreparedJob:
+    """Create-or-get the job (reopening a failed / cancelled one) and commit it.
+
+    ``item_keys`` default to the kind's enumeration of ``params``.
+    """
     with session_scope() as session:
-        keys = kind.list_items(session, params)
+        keys = list(item_keys) if item_keys is not None else kind.list_items(session, params)
         key = idempotency_key(kind.name, params, keys, kind.version)
         job, created = create_or_get_job(session, kind.name, params, keys, key)
         to_run = job.total if created else reopen_job(session, job.id)
         session.refresh(job)
-        if not job.total:
-            to_run = 0
-        return job.id, created, to_run, str(job.status)
+        return PreparedJob(id=job.id, total=job.total, created=created, to_run=to_run, status=str(job.status))
 
 
-def submit_job(kind: str, params: Mapping[str, Any], *, app: Celery | None = None) -> Submission:
+def submit_job(
+    kind: str, params: Mapping[str, Any], item_keys: Sequence[str] | None = None, *, app: Celery | None = None
+) -> Submission:
     """Submit a job to the workers: one task per ``chunk_size`` items, on the kind's queue.
 
     Submitting the same job again (same kind, parameters, inputs and code version) returns the
@@ -60,14 +75,14 @@ def submit_job(kind: str, params: Mapping[str, Any], *, app: Celery | None = Non
     items are queued again and its succeeded items are kept.
     """
     job_kind = get_kind(kind)
-    job_id, created, to_run, status = prepare_job(job_kind, params)
-    if not to_run:
-        return Submission(job_id=job_id, created=created, tasks_sent=0, status=status)
-    chunks = math.ceil(to_run / job_kind.chunk_size)
-    task_ids = send_chunks(app or default_app(), job_id, job_kind, [job_kind.chunk_size] * chunks)
-    with session_scope() as session:
-        record_task_ids(session, job_id, task_ids)
-    return Submission(job_id=job_id, created=created, tasks_sent=len(task_ids), status=status)
+    job = prepare_job(job_kind, params, item_keys)
+    task_ids: list[str] = []
+    if job.to_run:
+        chunks = math.ceil(job.to_run / job_kind.chunk_size)
+        task_ids = send_chunks(app or default_app(), job.id, job_kind, [job_kind.chunk_size] * chunks)
+        with session_scope() as session:
+            record_task_ids(session, job.id, task_ids)
+    return Submission(id=job.id, total=job.total, created=job.created, tasks_sent=len(task_ids), status=job.status)
 
 
 def send_chunks(app: Celery, job_id: int, kind: JobKind, limits: Sequence[int | None]) -> list[str]:
@@ -85,16 +100,22 @@ def send_chunks(app: Celery, job_id: int, kind: JobKind, limits: Sequence[int | 
 
 
 def run_job_inline(
-    kind: str, params: Mapping[str, Any], *, on_batch: Callable[[int], None] | None = None
+    kind: str,
+    params: Mapping[str, Any],
+    item_keys: Sequence[str] | None = None,
+    *,
+    on_batch: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
-    """Create-or-get the job and process all its items in this process; returns its JSON summary."""
+    """Create-or-get the job and process its items in this process; returns its JSON summary.
+
+    The same job table and runner as the workers: an inline run and queued workers can share a job.
+    """
     from workers.jobs import get_job
 
-    job_kind = get_kind(kind)
-    job_id, _created, _to_run, _status = prepare_job(job_kind, params)
-    run_job_items(job_id, limit=None, worker=worker_name("inline"), on_batch=on_batch)
+    job = prepare_job(get_kind(kind), params, item_keys)
+    run_job_items(job.id, limit=None, worker=worker_name("inline"), on_batch=on_batch)
     with session_scope() as session:
-        return job_summary(get_job(session, job_id))  # type: ignore[arg-type]
+        return job_summary(get_job(session, job.id))  # type: ignore[arg-type]
 
 
 @contextmanager

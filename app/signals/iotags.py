@@ -38,7 +38,9 @@ def io_tags_from_regions(regions: Any, offsets: Any) -> np.ndarray:
 def regions_from_io_tags(tags: Any, offsets: Any, text: str | None = None) -> np.ndarray:
     """Tags ``(n_tokens,)`` → char regions ``(k, 2)``: one per maximal run of I tokens, from the
     first char to the last char of its non-empty tokens (whitespace-trimmed when ``text`` is
-    given; runs without characters are dropped).  Sorted, non-overlapping."""
+    given; runs without characters are dropped).  Runs whose chars overlap or touch (byte
+    pieces of one character split across runs) are merged, so the result is sorted and
+    strictly separated."""
     off = as_offsets(offsets)
     t = np.asarray(tags).astype(bool)
     if t.shape != (off.shape[0],):
@@ -59,4 +61,17 @@ def regions_from_io_tags(tags: Any, offsets: Any, text: str | None = None) -> np
     if text is not None:
         out = np.array([trim_span(text, int(s), int(e)) for s, e in out], dtype=np.int64).reshape(-1, 2)
         out = out[out[:, 1] > out[:, 0]]
-    return out
+    return _merge_touching(out)
+
+
+def _merge_touching(spans: np.ndarray) -> np.ndarray:
+    """Sort ``(k, 2)`` char spans and merge those that overlap or touch (vectorised)."""
+    if spans.shape[0] < 2:
+        return spans
+    spans = spans[np.argsort(spans[:, 0], kind="stable")]
+    reach = np.maximum.accumulate(spans[:, 1])
+    new_group = np.r_[True, spans[1:, 0] > reach[:-1]]
+    group = np.cumsum(new_group) - 1
+    starts = spans[new_group, 0]
+    ends = np.maximum.reduceat(spans[:, 1], np.flatnonzero(new_group))
+    return np.stack([starts, ends], axis=1)[: group[-1] + 1]

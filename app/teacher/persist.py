@@ -30,7 +30,8 @@ from app.db.models import (
     TraceSignals,
     TraceStatus,
 )
-from app.execution.answers import answers_equivalent, extract_teacher_answer
+from app.execution.equivalence import equivalent
+from app.teacher.answer import teacher_final_answer
 from app.teacher.loading import Teacher
 from app.teacher.run import ExtractionConfig, TeacherReading, cot_span_chars, generate_cots, read_cots
 
@@ -152,7 +153,7 @@ def store_reading(session: Session, problem: Problem, teacher_config_id: int, re
     """Write trace, signals, spans, regions and the C1 machine label of one problem."""
     _replace_trace(session, problem.id, teacher_config_id)
     encoded, signals = reading.encoded, reading.signals
-    answer = extract_teacher_answer(reading.cot_text)
+    answer = teacher_final_answer(reading.cot_text)
     trace = Trace(
         problem_id=problem.id,
         teacher_config_id=teacher_config_id,
@@ -165,7 +166,7 @@ def store_reading(session: Session, problem: Problem, teacher_config_id: int, re
         prompt_token_count=encoded.prompt_token_count,
         problem_token_offset=encoded.problem_token_range[0],
         teacher_answer=answer,
-        correct=answers_equivalent(answer, problem.gold_answer) if answer is not None else False,
+        correct=answer is not None and equivalent(answer, problem.gold_answer),
         truncated=reading.truncated,
     )
     iaf = np.asarray(signals.iaf, dtype=np.float64)

@@ -58,9 +58,14 @@ def build_tiny_teacher(
     num_heads: int = 4,
     vocab_size: int = 1000,
     max_positions: int = 4096,
+    initializer_range: float = 0.2,
     seed: int = 0,
 ) -> Path:
-    """Build and save a random-weight Qwen2 causal LM plus tokenizer under ``directory``; return it."""
+    """Build and save a random-weight Qwen2 causal LM plus tokenizer under ``directory``; return it.
+
+    ``initializer_range`` 0.2 (vs. 0.02 for real training) makes the random attention peaked
+    rather than near-uniform, so IAF selects some tokens and clause expansion has work to do.
+    """
     tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
@@ -74,6 +79,7 @@ def build_tiny_teacher(
         pad_token_id=tokenizer.pad_token_id,
         bos_token_id=None,
         tie_word_embeddings=True,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = Qwen2ForCausalLM(config)

@@ -1,0 +1,316 @@
+"""``mycelium round …``, ``mycelium review …`` and ``mycelium labelstudio …`` (typer sub-apps).
+
+Registered by ``app/cli.py``::
+
+    app.add_typer(round_app, name="round")
+    app.add_typer(review_app, name="review")
+    app.add_typer(labelstudio_app, name="labelstudio")
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+round_app = typer.Typer(help="Active-learning rounds: select a batch, track it, close it.", no_args_is_help=True)
+review_app = typer.Typer(help="Human review in Label Studio: push tasks, pull annotations.", no_args_is_help=True)
+labelstudio_app = typer.Typer(help="Install and run a local Label Studio server.", no_args_is_help=True)
+
+console = Console()
+err_console = Console(stderr=True)
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
+RoundOption = Annotated[Optional[int], typer.Option("--round", help="Round number (default: the open or latest).")]
+
+
+def _ensure_schema() -> None:
+    from app.cli import ensure_schema  # the shell owns schema checks
+
+    ensure_schema()
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]{message}[/red]", soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(summary, default=str))
+        return
+    table = Table(title=f"round {summary['number']} ({summary['status']})", title_justify="left", show_header=False)
+    for key in ("strategy", "budget", "model_version", "started_at", "closed_at"):
+        table.add_row(key, str(summary.get(key)))
+    for key, value in summary.get("stats", {}).items():
+        table.add_row(key, str(value))
+    table.add_row("models_before", json.dumps(summary.get("models_before") or {}))
+    table.add_row("models_after", json.dumps(summary.get("models_after") or {}))
+    console.print(table)
+
+
+# --------------------------------------------------------------------------- round
+
+
+@round_app.command("start")
+def round_start(
+    budget: Annotated[Optional[int], typer.Option(help="Problems to select (default 50).")] = None,
+    strategy: Annotated[
+        Optional[str],
+        typer.Option(help="composite, least_confidence, margin, entropy, disagreement, execution or random."),
+    ] = None,
+    split: Annotated[list[str], typer.Option("--split", help="Pool split(s); repeatable.")] = ["train"],  # noqa: B006
+    max_similarity: Annotated[float, typer.Option(help="Near-duplicate threshold (shingle Jaccard).")] = 0.6,
+    seed: Annotated[int, typer.Option(help="Seed of the random strategy.")] = 0,
+    as_json: JsonOption = False,
+) -> None:
+    """Open a round and record its selection (returns the open round if one is open)."""
+    from app.db.models import Split
+    from app.db.session import session_scope
+    from labeling.rounds import RoundError, round_summary, start_round
+
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            started = start_round(
+                session,
+                budget=budget,
+                strategy=strategy,
+                splits=[Split(s) for s in split],
+                max_similarity=max_similarity,
+                seed=seed,
+            )
+            summary = round_summary(session, started.round) | {"created": started.created}
+    except (RoundError, ValueError) as error:
+        raise _fail(str(error), 2) from None
+    _print_summary(summary, as_json)
+
+
+@round_app.command("status")
+def round_status(number: RoundOption = None, as_json: JsonOption = False) -> None:
+    """What a round selected, sent, got annotated and imported."""
+    from app.db.session import session_scope
+    from labeling.rounds import RoundError, get_round, round_summary
+
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            summary = round_summary(session, get_round(session, number))
+    except RoundError as error:
+        raise _fail(str(error), 2) from None
+    _print_summary(summary, as_json)
+
+
+@round_app.command("close")
+def round_close(number: RoundOption = None, as_json: JsonOption = False) -> None:
+    """Close the open round: final statistics and the model versions after it."""
+    from app.db.session import session_scope
+    from labeling.rounds import RoundError, close_round, round_summary
+
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            summary = round_summary(session, close_round(session, number))
+    except RoundError as error:
+        raise _fail(str(error), 2) from None
+    _print_summary(summary, as_json)
+
+
+# --------------------------------------------------------------------------- review
+
+
+@review_app.command("push")
+def review_push(
+    number: RoundOption = None,
+    project: Annotated[str, typer.Option(help="Label Studio project title.")] = "Mycelium review",
+    webhook_url: Annotated[
+        Optional[str], typer.Option(help="Receiver URL to register, e.g. http://127.0.0.1:8765/webhooks/label-studio")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Push the round's selection to Label Studio as pre-annotated tasks (idempotent)."""
+    from app.config import get_settings
+    from app.db.session import session_scope
+    from labeling.client import LabelStudioError, connect_from_settings
+    from labeling.push import push_round
+    from labeling.rounds import RoundError, get_round
+
+    _ensure_schema()
+    settings = get_settings()
+    if webhook_url and not settings.label_studio_webhook_secret:
+        raise _fail("--webhook-url needs LABEL_STUDIO_WEBHOOK_SECRET (the receiver checks it)", 2)
+    try:
+        client = connect_from_settings()
+        with session_scope() as session:
+            result = push_round(
+                session,
+                client,
+                get_round(session, number),
+                project_title=project,
+                webhook_url=webhook_url,
+                webhook_secret=settings.label_studio_webhook_secret,
+            )
+    except (RoundError, LabelStudioError) as error:
+        raise _fail(str(error), 2) from None
+    summary = result.as_dict()
+    if as_json:
+        print(json.dumps(summary))
+    else:
+        console.print(
+            f"project {result.project_id}: {result.created} task(s) created, {result.adopted} adopted, "
+            f"{result.already_pushed} already pushed"
+        )
+
+
+@review_app.command("pull")
+def review_pull(
+    number: RoundOption = None,
+    all_rounds: Annotated[bool, typer.Option("--all", help="Every round's tasks.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Reconcile: import annotations (and deletions) that webhooks missed."""
+    from app.db.session import session_scope
+    from labeling.client import LabelStudioError, connect_from_settings
+    from labeling.importer import reconcile
+    from labeling.rounds import RoundError, get_round, refresh_stats
+
+    _ensure_schema()
+    try:
+        client = connect_from_settings()
+        with session_scope() as session:
+            round_ = None if all_rounds else get_round(session, number)
+            report = reconcile(session, client, None if round_ is None else round_.number)
+            if round_ is not None:
+                refresh_stats(session, round_)
+    except (RoundError, LabelStudioError) as error:
+        raise _fail(str(error), 2) from None
+    if as_json:
+        print(json.dumps(report.as_dict()))
+    else:
+        console.print(f"checked {report.tasks_checked} task(s): {dict(report.outcomes) or 'nothing new'}")
+
+
+@review_app.command("status")
+def review_status(number: RoundOption = None, as_json: JsonOption = False) -> None:
+    """Review tasks of a round, most uncertain first, with their annotation state."""
+    from sqlalchemy import func, select
+
+    from app.db.models import Annotation
+    from app.db.session import session_scope
+    from labeling.push import review_tasks_of
+    from labeling.rounds import RoundError, get_round
+
+    _ensure_schema()
+    try:
+        with session_scope() as session:
+            round_ = get_round(session, number)
+            versions = dict(
+                session.execute(
+                    select(Annotation.review_task_id, func.count()).group_by(Annotation.review_task_id)
+                ).all()
+            )
+            rows = [
+                {
+                    "problem_id": task.problem_id,
+                    "ls_project_id": task.ls_project_id,
+                    "ls_task_id": task.ls_task_id,
+                    "task_score": round(task.task_score, 4),
+                    "status": str(task.status),
+                    "annotation_versions": int(versions.get(task.id, 0)),
+                }
+                for task in review_tasks_of(session, round_)
+            ]
+            number_ = round_.number
+    except RoundError as error:
+        raise _fail(str(error), 2) from None
+    if as_json:
+        print(json.dumps({"round": number_, "tasks": rows}))
+        return
+    table = Table(title=f"round {number_} review tasks", title_justify="left")
+    for column in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(str(row[c]) for c in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions")))
+    console.print(table)
+
+
+@review_app.command("serve")
+def review_serve(
+    host: Annotated[str, typer.Option(help="Bind address.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port.")] = 8765,
+    reconcile_every: Annotated[float, typer.Option(help="Seconds between reconciliation pulls (0: off).")] = 300.0,
+) -> None:
+    """Run the Label Studio webhook receiver (and periodic reconciliation)."""
+    from app.config import get_settings
+    from app.webhook import serve
+
+    _ensure_schema()
+    secret = get_settings().label_studio_webhook_secret
+    if not secret:
+        raise _fail("set LABEL_STUDIO_WEBHOOK_SECRET: the receiver only accepts requests that carry it", 2)
+    serve(host, port, secret, reconcile_every)
+
+
+# --------------------------------------------------------------------------- labelstudio
+
+
+@labelstudio_app.command("install")
+def labelstudio_install() -> None:
+    """Create the cached Label Studio venv and its pre-migrated data-dir template."""
+    from labeling.server import LabelStudioServerError, ensure_installed
+
+    started = time.monotonic()
+    try:
+        venv, template, version = ensure_installed()
+    except LabelStudioServerError as error:
+        raise _fail(str(error)) from None
+    console.print(f"Label Studio {version}\n  venv: {venv}\n  template: {template}\n  ({time.monotonic() - started:.0f} s)")
+
+
+@labelstudio_app.command("start")
+def labelstudio_start(
+    port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
+    data_dir: Annotated[Path, typer.Option(help="Label Studio data directory (created from the template).")] = Path(
+        "~/.mycelium/label-studio"
+    ),
+    token: Annotated[
+        Optional[str], typer.Option(help="Legacy API token of the first user (default: LABEL_STUDIO_API_KEY or new).")
+    ] = None,
+    username: Annotated[str, typer.Option(help="First user's e-mail.")] = "admin@mycelium.local",
+    password: Annotated[Optional[str], typer.Option(help="First user's password (default: generated).")] = None,
+) -> None:
+    """Run Label Studio on loopback in the foreground until Ctrl-C."""
+    from app.config import get_settings
+    from labeling.server import LabelStudioServerError, start
+
+    data_dir = data_dir.expanduser()
+    token_file = data_dir / "mycelium-token"
+    saved = token_file.read_text().strip() if token_file.exists() else None
+    token = token or saved or get_settings().label_studio_api_key or secrets.token_hex(20)
+    password = password or secrets.token_urlsafe(12)
+    try:
+        server = start(port, data_dir, token, username=username, password=password)
+    except LabelStudioServerError as error:
+        raise _fail(str(error)) from None
+    token_file.write_text(token + "\n")
+    token_file.chmod(0o600)
+    console.print(
+        f"Label Studio {server.version} at {server.url}\n  user: {username}\n  password: {password} "
+        f"(only for a new data dir)\n  LABEL_STUDIO_URL={server.url}\n  LABEL_STUDIO_API_KEY={token}\n"
+        f"  log: {server.log_path}\nCtrl-C stops it."
+    )
+    try:
+        while server.is_running():
+            time.sleep(1)
+        raise _fail(f"Label Studio exited ({server.process.returncode}); log:\n{server.log_tail()}")
+    except KeyboardInterrupt:
+        print("stopping Label Studio", file=sys.stderr)
+    finally:
+        server.stop()
