@@ -321,9 +321,10 @@ def show_trace(trace_id: int) -> None:
         console.print(render_spans(trace.cot_text, [(s.char_start, s.char_end) for s in trace.spans]),
                       markup=False, highlight=False)
         regions = session.scalars(select(Region).where(Region.trace_id == trace.id).order_by(Region.char_start)).all()
+        step_of = {span.id: span.index for span in trace.spans}
         console.print("\n[bold]problem regions (clause-expanded IAF)[/bold]")
         console.print(render_spans(problem.text, [(r.char_start, r.char_end) for r in regions],
-                                   [f"{r.source} score={r.score:.2f} step={r.cot_span_id}" for r in regions]),
+                                   [f"{r.source} score={r.score:.2f} step={step_of.get(r.cot_span_id)}" for r in regions]),
                       markup=False, highlight=False)
 
 

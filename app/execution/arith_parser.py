@@ -12,9 +12,11 @@ Grammar (``x``/``×``/``·`` multiply, ``÷`` divides, ``−``/``–`` subtract)
     unary    := ("-" | "+") unary | power
     power    := atom (("^" | "**") unary)?                 right-associative
     atom     := number | "(" expr ")" | "sqrt" "(" expr ")" | letter
-    number   := ["$"] digits [","ddd]* ["." digits] ["%"]  |  a "/" b
+    number   := ["$"] digits [","ddd]* ["." digits] ["%"]  |  [w " "] a "/" b
                 (``a/b`` written without spaces with integers 0 < a < b is one
-                fraction literal, e.g. ``3/4``; ``48/2`` stays a division)
+                fraction literal, e.g. ``3/4``, ``2 1/2``; ``48/2`` stays a division)
+
+``a // b`` is ``FLOOR(DIV(a, b))``; ``√`` is a prefix square root.
 """
 
 from __future__ import annotations
@@ -34,15 +36,15 @@ __all__ = ["Token", "tokenize", "parse_arithmetic", "parse_equation", "check_nes
 _TOKEN_RE = re.compile(
     r"(?P<ws>\s+)"
     r"|(?P<num>(?:\$\s?)?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:\s?%)?)"
-    r"|(?P<op>\*\*|[-+*/^×÷−–·⋅])"
+    r"|(?P<op>\*\*|//|[-+*/^×÷−–·⋅√])"
     r"|(?P<lp>[(\[])|(?P<rp>[)\]])"
     r"|(?P<eq>=)"
     r"|(?P<word>[A-Za-z]+)"
 )
-_FRACTION_RE = re.compile(r"(\d+)/(\d+)(?![\d.,/%])")
+_FRACTION_RE = re.compile(r"(?:(\d+) )?(\d+)/(\d+)(?![\d.,/%])")
 _OP_CANON: dict[str, str] = {
     "+": "+", "-": "-", "−": "-", "–": "-", "*": "*", "×": "*", "·": "*", "⋅": "*",
-    "/": "/", "÷": "/", "^": "^", "**": "^",
+    "/": "/", "÷": "/", "^": "^", "**": "^", "//": "//", "√": "√",
 }
 _FUNCTIONS: dict[str, str] = {"sqrt": "SQRT"}
 
@@ -79,7 +81,7 @@ def tokenize(text: str, limits: Limits = DEFAULT_LIMITS) -> list[Token]:
     while pos < len(text):
         fraction = _FRACTION_RE.match(text, pos)
         if fraction is not None and (pos == 0 or text[pos - 1] not in "/.0123456789") \
-                and 0 < int(fraction.group(1)) < int(fraction.group(2)):
+                and 0 < int(fraction.group(2)) < int(fraction.group(3)):
             raw.append(Token("num", fraction.group(), fraction.start(), fraction.end()))
             pos = fraction.end()
             continue
@@ -143,7 +145,11 @@ def parse_number_token(text: str) -> Num:
     """The :class:`Num` of one number token (``$1,000.50``, ``5%``, ``.5``)."""
     percent = text.endswith("%")
     digits = re.sub(r"[$,%\s]", "", text)
-    if "/" in digits:
+    mixed = re.fullmatch(r"(\d+) (\d+)/(\d+)", re.sub(r"[$,%]", "", text).strip())
+    if mixed is not None:
+        whole, numerator, denominator = (int(part) for part in mixed.groups())
+        value = whole + Fraction(numerator, denominator)
+    elif "/" in digits:
         numerator, denominator = digits.split("/", 1)
         value = Fraction(int(numerator), int(denominator))
     else:
@@ -182,7 +188,7 @@ class _Parser:
     def expression(self, depth: int) -> Node:
         self.guard(depth)
         node = self.term(depth + 1)
-        while (token := self.peek()) is not None and token.kind == "op" and token.text in "+-":
+        while (token := self.peek()) is not None and token.kind == "op" and token.text in ("+", "-"):
             self.take()
             right = self.term(depth + 1)
             node = _fold("ADD" if token.text == "+" else "SUB", node, right)
@@ -192,10 +198,14 @@ class _Parser:
         self.guard(depth)
         node = self.unary(depth + 1)
         while (token := self.peek()) is not None:
-            if token.kind == "op" and token.text in "*/":
+            if token.kind == "op" and token.text in ("*", "/"):
                 self.take()
                 right = self.unary(depth + 1)
                 node = _fold("MUL" if token.text == "*" else "DIV", node, right)
+            elif token.kind == "op" and token.text == "//":
+                self.take()
+                right = self.unary(depth + 1)
+                node = Apply("FLOOR", (Apply("DIV", (node, right)),))
             elif token.kind in ("lp", "var", "func") or (
                     token.kind == "num" and isinstance(node, Var)):
                 right = self.unary(depth + 1)
@@ -207,7 +217,10 @@ class _Parser:
     def unary(self, depth: int) -> Node:
         self.guard(depth)
         token = self.peek()
-        if token is not None and token.kind == "op" and token.text in "+-":
+        if token is not None and token.kind == "op" and token.text == "√":
+            self.take()
+            return Apply("SQRT", (self.unary(depth + 1),))
+        if token is not None and token.kind == "op" and token.text in ("+", "-"):
             self.take()
             operand = self.unary(depth + 1)
             if token.text == "+":

@@ -18,12 +18,15 @@ __all__ = ["Num", "Const", "Var", "Apply", "Node", "OP_ARITY", "CONSTANTS",
 # op -> (min args, max args or None for n-ary).  SUB and DIV fold left:
 # SUB(a, b, c) = a - b - c, DIV(a, b, c) = a / b / c.  ROOT(x, n) = x**(1/n).
 # TO_PERCENT(x) = 100*x (a fraction re-expressed in percent units, "0.24 -> 24%").
+# SELECT(x) = x: the CoT states an earlier result again as its answer
+# ("<<250=250>>", or "x = 20" after solving for x).
 # EQUATION is special: see app.execution.executor.
 OP_ARITY: dict[str, tuple[int, int | None]] = {
     "ADD": (2, None), "SUB": (2, None), "MUL": (2, None), "DIV": (2, None),
     "POW": (2, 2), "NEG": (1, 1), "SQRT": (1, 1), "ROOT": (2, 2),
     "FACTORIAL": (1, 1), "BINOMIAL": (2, 2), "ABS": (1, 1), "MOD": (2, 2),
-    "FLOOR": (1, 1), "CEIL": (1, 1), "TO_PERCENT": (1, 1), "EQUATION": (1, None),
+    "FLOOR": (1, 1), "CEIL": (1, 1), "TO_PERCENT": (1, 1), "SELECT": (1, 1),
+    "EQUATION": (1, None),
 }
 CONSTANTS: dict[str, sympy.Expr] = {"pi": sympy.pi, "E": sympy.E}
 

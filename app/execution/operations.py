@@ -165,6 +165,8 @@ def evaluate_op(op: str, args: Sequence[sympy.Expr], limits: Limits = DEFAULT_LI
         result = sympy.floor(args[0])
     elif op == "CEIL":
         result = sympy.ceiling(args[0])
+    elif op == "SELECT":
+        result = args[0]
     else:  # TO_PERCENT
         result = args[0] * 100
     return check_value(result, limits)

@@ -99,8 +99,9 @@ class ClauseConfig(_Frozen):
         description="spaCy pipeline names tried in order; the first that loads is used (loaded once).",
     )
     clause_deps: tuple[str, ...] = Field(
-        default=("ROOT", "conj", "parataxis", "advcl", "ccomp", "relcl", "acl", "csubj", "csubjpass"),
-        description="Dependency labels that start a clause (for a verb/aux head; ROOT always does).",
+        default=("ROOT", "conj", "parataxis", "advcl", "relcl", "acl", "csubj", "csubjpass"),
+        description="Dependency labels that start a clause (for a verb/aux head; ROOT always does). "
+        "Complements (ccomp, xcomp) stay inside their clause: \"decided to give her $15\".",
     )
     trim_words: tuple[str, ...] = Field(
         default=("then", "also", "so", "and", "but", "or"),

@@ -8,6 +8,7 @@ from typing import Any
 
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers.utils import logging as hf_logging
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ def load_teacher(
     ``attn_implementation="eager"`` is the default because SDPA/flash kernels return no attention
     weights; the capture refuses to run (clear error) on a model that returns none.
     """
+    hf_logging.disable_progress_bar()
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     common: dict[str, Any] = {
