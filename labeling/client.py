@@ -208,13 +208,13 @@ def annotation_version(raw: Any) -> AnnotationVersion:
         raise LabelStudioError(f"Label Studio annotation {get('id')} has no updated_at")
     completed_by = get("completed_by")
     if isinstance(completed_by, dict):
-        completed_by = completed_by.get("email") or completed_by.get("id")
+        completed_by = completed_by.get("id")
     return AnnotationVersion(
         id=int(get("id")),
         task_id=int(get("task")),
         updated_at=updated,
         result=list(get("result") or []),
-        annotator=None if completed_by is None else str(get("created_username") or completed_by).strip(),
+        annotator=None if completed_by is None else f"ls-user:{completed_by}",
         was_cancelled=bool(get("was_cancelled", False)),
     )
 

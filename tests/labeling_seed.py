@@ -42,7 +42,7 @@ SEED: tuple[SeedProblem, ...] = (
     SeedProblem(
         "Natalia sold clips to 60 of her friends in April, and then she sold half as many clips in May. "
         "How many clips did Natalia sell altogether in April and May?",
-        "she sold half as many clips in May", 0.50, "60", 0.55, execution_ok=False,
+        "she sold half as many clips in May", 0.58, "60", 0.6, execution_ok=False,
     ),
     SeedProblem(
         "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "

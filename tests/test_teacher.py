@@ -37,7 +37,9 @@ def tiny_teacher_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def teacher(tiny_teacher_dir: Path):
-    return load_teacher(str(tiny_teacher_dir), dtype="float32", device="cpu")
+    """Loaded with eager attention so that output_attentions=True gives the reference weights;
+    extraction itself switches to the recompute capture (SDPA + recomputed CoT rows) and back."""
+    return load_teacher(str(tiny_teacher_dir), dtype="float32", device="cpu", attn_implementation="eager")
 
 
 def _problem_ids(session, n: int) -> list[int]:
@@ -155,10 +157,20 @@ def test_generate_mode_records_truncation(db_session, teacher) -> None:
         assert trace.correct is False
 
 
-def test_sdpa_attention_fails_loudly(tiny_teacher_dir: Path) -> None:
+def test_sdpa_model_eager_capture_fails_loudly_recompute_capture_works(tiny_teacher_dir: Path, teacher) -> None:
     sdpa = load_teacher(str(tiny_teacher_dir), dtype="float32", device="cpu", attn_implementation="sdpa")
     enc = encode_problem_and_cot(sdpa.tokenizer, "Tom has 3 apples.", "3 + 2 = 5 apples.")
     layout = SampleLayout(len(enc.input_ids), enc.problem_token_range, enc.cot_token_range)
+    ids = torch.tensor([enc.input_ids])
     with pytest.raises(AttentionCaptureError, match="returned no attention weights.*'sdpa'"):
-        with torch.no_grad(), streamed_capture(sdpa.model, [layout], JSDConfig()):
-            sdpa.model(torch.tensor([enc.input_ids]))
+        with torch.no_grad(), streamed_capture(sdpa.model, [layout], JSDConfig(), method="eager"):
+            sdpa.model(ids)
+    with torch.no_grad(), streamed_capture(sdpa.model, [layout], JSDConfig(), method="recompute", block_rows=3) as cap:
+        sdpa.model(ids)
+    recomputed = cap.results()[0]
+    assert sdpa.model.config._attn_implementation == "sdpa"  # restored after the capture
+    with torch.no_grad(), streamed_capture(teacher.model, [layout], JSDConfig(), method="eager") as cap:
+        teacher.model(ids)
+    eager = cap.results()[0]
+    assert np.abs(recomputed.rows - eager.rows).max() < 1e-5
+    assert np.abs(recomputed.head_input_fraction - eager.head_input_fraction).max() < 1e-5

@@ -81,7 +81,7 @@ class WorkerProcess:
             [
                 sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                 "--queues", queues, "--concurrency", str(concurrency), "--pool", "prefork",
-                "--loglevel", "info", "--hostname", f"test-{log_path.stem}-%i@%h",
+                "--loglevel", "info", "--hostname", f"test-{log_path.stem}@%h",
                 "--without-mingle", "--without-gossip", "--without-heartbeat",
             ],
             cwd=REPO_ROOT,

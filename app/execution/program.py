@@ -25,6 +25,11 @@ Representation choices:
 * ``EQUATION`` steps keep the normalised equation in ``text`` (e.g.
   ``"9*s = 117"``); their operands are the equation's numbers left to right,
   and the executor re-solves the equation with the operand values substituted.
+* ``SELECT`` (x -> x) is a step where the CoT states an earlier result again
+  as its conclusion: a value-only annotation ``<<250=250>>`` equal to an
+  earlier result, or ``x = 20`` after an equation solved for x.  An equation
+  whose unknown is already solved and whose substitution holds (``2x = 20``)
+  is a value computation with a step operand for x.
 * ``TO_PERCENT`` (x -> 100x) is appended when the final written result is a
   percent (``60% * 40% = 24%``: the answer is 24, in percent units).
 * ``result`` is the value computed from the operands when the program was built
@@ -44,12 +49,15 @@ from typing import Any
 
 import sympy
 
+from app.execution.arith_parser import parse_equation
 from app.execution.computation import SOURCES, Computation
 from app.execution.errors import ExecutionError, InvalidProgram, TooComplex
 from app.execution.expression import OP_ARITY, Apply, Const, Node, Num, Var
 from app.execution.limits import DEFAULT_LIMITS, Deadline, Limits
 from app.execution.numbers import NumberMention, find_numbers
-from app.execution.operations import evaluate_op, format_value, parse_literal, solve_equation
+from app.execution.operations import (
+    evaluate_op, evaluate_tree, format_value, parse_literal, solve_equation,
+)
 
 __all__ = ["Operand", "Step", "Program", "build_program", "program_to_json",
            "program_from_json", "rational_text", "OPERAND_KINDS"]
@@ -139,6 +147,7 @@ def build_program(problem_text: str, computations: Sequence[Computation],
     """
     mentions = find_numbers(problem_text)
     built: list[_Built] = []
+    unknowns: dict[str, int] = {}  # unknown name -> id of the EQUATION step that solved it
     last_claim_percent = False
     for computation in computations:
         if deadline is not None:
@@ -146,14 +155,19 @@ def build_program(problem_text: str, computations: Sequence[Computation],
         if len(built) >= limits.max_steps:
             raise TooComplex(f"more than {limits.max_steps} steps")
         try:
-            new = _build_computation(computation, mentions, built, limits, deadline)
+            new = _build_computation(computation, mentions, built, unknowns, limits, deadline)
         except ExecutionError as error:
             if error.reason == "timeout":
                 raise
             continue
         if new:
             built.extend(new)
-            last_claim_percent = computation.claimed is not None and computation.claimed.percent
+            claim = computation.claimed
+            last_claim_percent = (claim is not None and claim.percent
+                                  and new[-1].value == claim.value != claim.literal)
+            if new[-1].step.op == "EQUATION":
+                (name,) = _unknowns(computation.tree) | _unknowns(computation.rhs)
+                unknowns[name] = new[-1].step.id
     if built and last_claim_percent:
         last = built[-1]
         value = evaluate_op("TO_PERCENT", [last.value], limits)
@@ -164,18 +178,34 @@ def build_program(problem_text: str, computations: Sequence[Computation],
     return Program(steps, steps[-1].id if steps else None)
 
 
+def _unknowns(node: Node | None) -> set[str]:
+    if isinstance(node, Var):
+        return {node.name}
+    if isinstance(node, Apply):
+        return set().union(*(_unknowns(arg) for arg in node.args))
+    return set()
+
+
 def _build_computation(computation: Computation, mentions: list[NumberMention],
-                       built: list[_Built], limits: Limits,
+                       built: list[_Built], unknowns: dict[str, int], limits: Limits,
                        deadline: Deadline | None) -> list[_Built]:
     """Steps for one computation (empty when it holds no operation)."""
     next_id = (built[-1].step.id + 1) if built else 1
     claimed = computation.claimed.value if computation.claimed is not None else None
     if computation.kind == "equation":
-        assert computation.rhs is not None and computation.equation_text is not None
-        nums = _numbers(computation.tree) + _numbers(computation.rhs)
+        substituted = _substitute_known(computation, unknowns, built)
+        if substituted is not None:
+            computation = substituted
+    if computation.kind == "value" and not isinstance(computation.tree, Apply):
+        return _selection(computation, built, unknowns, next_id)
+    if computation.kind == "equation":
+        if computation.equation_text is None:
+            raise InvalidProgram("equation without text")
+        lhs, rhs = parse_equation(computation.equation_text, limits)  # what the executor sees
+        nums = _numbers(lhs) + _numbers(rhs)
         operands = tuple(_resolve(num, mentions, built) for num in nums)
         values = [_operand_value(operand, built) for operand in operands]
-        value = solve_equation(computation.tree, computation.rhs, limits, deadline, values)
+        value = solve_equation(lhs, rhs, limits, deadline, values)
         step = Step(next_id, "EQUATION", operands, format_value(value),
                     computation.equation_text, "equation")
         return [_Built(step, value, claimed)]
@@ -190,6 +220,8 @@ def _build_computation(computation: Computation, mentions: list[NumberMention],
         if isinstance(node, Const):
             return Operand("constant", value=node.name)
         if isinstance(node, Var):
+            if node.name in unknowns:
+                return Operand("step", ref=unknowns[node.name])
             raise InvalidProgram(f"unknown {node.name!r} outside an equation")
         operands = tuple(emit(arg) for arg in node.args)
         values = [_operand_value(operand, built + new) for operand in operands]
@@ -205,6 +237,50 @@ def _build_computation(computation: Computation, mentions: list[NumberMention],
     return new
 
 
+def _substitute_known(computation: Computation, unknowns: dict[str, int],
+                      built: list[_Built]) -> Computation | None:
+    """``2x = 20`` after x was solved: a value computation of ``2x`` claiming 20.
+
+    Returns ``None`` (solve it as a new equation) unless the unknown is known,
+    one side is a plain number, and substituting the known value makes both
+    sides equal.
+    """
+    names = _unknowns(computation.tree) | _unknowns(computation.rhs)
+    if len(names) != 1 or next(iter(names)) not in unknowns or computation.rhs is None:
+        return None
+    (name,) = names
+    value = next(item.value for item in built if item.step.id == unknowns[name])
+    sides = [(computation.tree, computation.rhs), (computation.rhs, computation.tree)]
+    for expression, other in sides:
+        if isinstance(other, Num) and name in _unknowns(expression):
+            try:
+                computed = evaluate_tree(expression, variables={name: sympy.Symbol(name)})
+            except ExecutionError:
+                return None
+            if sympy.simplify(computed.subs(sympy.Symbol(name), value) - other.value) == 0:
+                return Computation("value", expression, other, computation.text,
+                                   computation.start, computation.end, computation.source)
+    return None
+
+
+def _selection(computation: Computation, built: list[_Built], unknowns: dict[str, int],
+               next_id: int) -> list[_Built]:
+    """``SELECT`` of an earlier result the CoT states again (``<<250=250>>``, ``x = 20``)."""
+    tree = computation.tree
+    target: _Built | None = None
+    if isinstance(tree, Var) and tree.name in unknowns:
+        target = next(item for item in built if item.step.id == unknowns[tree.name])
+        if computation.claimed is not None and target.value != computation.claimed.value:
+            target = None
+    elif isinstance(tree, Num):
+        target = next((item for item in reversed(built) if item.value == tree.value), None)
+    if target is None or (built and built[-1] is target and isinstance(tree, Num)):
+        return []
+    step = Step(next_id, "SELECT", (Operand("step", ref=target.step.id),),
+                format_value(target.value), computation.text, computation.source)
+    return [_Built(step, target.value, None)]
+
+
 def _numbers(node: Node) -> list[Num]:
     if isinstance(node, Num):
         return [node]
@@ -216,7 +292,7 @@ def _numbers(node: Node) -> list[Num]:
 def _resolve(num: Num, mentions: list[NumberMention], built: list[_Built]) -> Operand:
     """Step ref, problem number or constant for one written number."""
     for item in reversed(built):
-        if item.value == num.value or item.claimed == num.value:
+        if item.value == num.value:
             return Operand("step", ref=item.step.id)
     places = _decimal_places(num.text)
     if places:
@@ -225,17 +301,21 @@ def _resolve(num: Num, mentions: list[NumberMention], built: list[_Built]) -> Op
             if isinstance(item.value, sympy.Rational) and abs(item.value - num.value) <= tolerance \
                     and item.value != 0:
                 return Operand("step", ref=item.step.id)
-    literal = num.literal
-    best: NumberMention | None = None
-    for mention in mentions:
-        matches = (mention.value == literal or mention.value == num.value
-                   or (mention.kind == "percent" and mention.value / 100 == num.value))
-        if matches and (best is None or (mention.kind == "percent") == num.percent):
-            if best is None or ((best.kind == "percent") != num.percent):
-                best = mention
+    matching = [mention for mention in mentions if _mention_matches(mention, num)]
+    same_kind = [mention for mention in matching if (mention.kind == "percent") == num.percent]
+    best = (same_kind or matching or [None])[0]
     if best is not None:
         return Operand("problem", value=_literal_text(num), start=best.start, end=best.end)
     return Operand("constant", value=_literal_text(num))
+
+
+def _mention_matches(mention: NumberMention, num: Num) -> bool:
+    """A problem number written as ``num``: same value, percent as fraction, or ``half`` for /2."""
+    if mention.value in (num.literal, num.value):
+        return True
+    if mention.kind == "percent" and mention.value / 100 == num.value:
+        return True
+    return mention.kind == "word" and num.value != 0 and mention.value == 1 / num.value
 
 
 def _decimal_places(text: str) -> int:

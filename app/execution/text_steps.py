@@ -35,8 +35,10 @@ __all__ = ["find_computations", "find_annotations"]
 
 _ANNOTATION_RE = re.compile(r"<<([^<>\n]{0,500})>>")
 _TEXT_TOKEN_RE = re.compile(
-    r"(?P<num>(?:\$\s*)?(?:(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?|\.\d+)(?:\s?%)?)"
-    r"|(?P<op>\*\*|[-+*/^×÷−–·⋅])"
+    r"(?P<num>(?:\d+ (?:and )?)?\d+/\d+(?![\d.,/%])"
+    r"|(?:\$\s*)?(?:(?<=\$)\d{1,3}(?: \d{3})+(?![\d/])|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+    r"|\.\d+)(?:\s?%)?)"
+    r"|(?P<op>\*\*|//|[-+*/^×÷−–·⋅√])"
     r"|(?P<lp>[(\[])|(?P<rp>[)\]])"
     r"|(?P<eq>=)"
     r"|(?P<word>[A-Za-z]+(?:'[A-Za-z]+)?)"
@@ -44,7 +46,17 @@ _TEXT_TOKEN_RE = re.compile(
     r"|(?P<other>.)"
 )
 _NOT_VARIABLES = frozenset({"a", "A", "I"})
-_MAX_UNIT_WORDS = 3
+_MAX_UNIT_WORDS = 6
+_CLAUSE_WORDS = frozenset({
+    "because", "so", "then", "which", "since", "if", "is", "are", "was", "were", "will",
+    "would", "that", "thus", "therefore", "we", "he", "she", "they", "it", "you",
+})
+_WORD_OPERATORS: dict[str, str] = {
+    "plus": "+", "minus": "-", "times": "*", "equals": "=", "equal": "=",
+}
+_WORD_OPERATOR_PAIRS: dict[tuple[str, str], str] = {
+    ("divided", "by"): "/", ("multiplied", "by"): "*",
+}
 
 
 @dataclass(frozen=True)
@@ -79,8 +91,12 @@ def find_computations(cot: str, limits: Limits = DEFAULT_LIMITS,
     for line in masked.split("\n"):
         deadline.check("plain arithmetic")
         for computation in _line_computations(line, offset, limits, deadline):
-            if not _repeats_annotation(computation, found, annotations):
+            twins = [other for other in found if _is_twin(computation, other)]
+            if not twins:
                 found.append(computation)
+            elif all(not isinstance(twin.tree, Apply) for twin in twins) \
+                    and isinstance(computation.tree, Apply):
+                found = [other for other in found if other not in twins] + [computation]
         offset += len(line) + 1
     found.sort(key=lambda c: c.start)
     return found
@@ -97,7 +113,7 @@ def _annotation_computation(inner: str, start: int, end: int,
         claimed = parse_number_token(right.strip()) if right.strip() else None
     except (ExecutionError, ValueError, ArithmeticError):
         return None
-    if not isinstance(tree, Apply) or variables_in(tree):
+    if variables_in(tree) or not isinstance(tree, (Apply, Num)):
         return None
     return Computation("value", tree, claimed, inner, start, end, "annotation")
 
@@ -114,18 +130,16 @@ def _mask(text: str, spans: list[tuple[int, int, str]]) -> str:
     return "".join(pieces)
 
 
-def _repeats_annotation(computation: Computation, found: list[Computation],
-                        annotations: list[tuple[int, int, str]]) -> bool:
-    """A plain computation that is the visible twin of an adjacent annotation."""
-    for other in found:
-        if other.source != "annotation":
-            continue
-        if other.start > computation.end + 2 or other.end < computation.start:
-            continue
-        if computation.claimed is None or other.claimed is None \
-                or computation.claimed.value == other.claimed.value:
-            return True
-    return False
+def _is_twin(computation: Computation, annotation: Computation) -> bool:
+    """Whether a plain computation repeats the annotation it touches (``48/2 = <<48/2=24>>24``)."""
+    if annotation.source != "annotation":
+        return False
+    if annotation.start > computation.end + 2 or annotation.end < computation.start:
+        return False
+    if computation.claimed is None or annotation.claimed is None:
+        return True
+    written = {computation.claimed.value, computation.claimed.literal}
+    return bool(written & {annotation.claimed.value, annotation.claimed.literal})
 
 
 def _tokens(line: str) -> list[_Tok]:
@@ -136,52 +150,122 @@ def _tokens(line: str) -> list[_Tok]:
         if kind == "space":
             attached = False
             continue
-        tokens.append(_Tok(kind, match.group(), match.start(), match.end(), attached))
+        token = _Tok(kind, match.group(), match.start(), match.end(), attached)
+        if kind == "num" and "/" in token.text and not _proper_fraction(token.text):
+            tokens.extend(_split_division(token))
+        else:
+            tokens.append(token)
         attached = True
-    return [_classify(tokens, index) for index in range(len(tokens))]
+    tokens = _merge_word_operators(tokens)
+    glued = {token.text for index, token in enumerate(tokens)
+             if token.kind == "word" and len(token.text) == 1 and token.attached
+             and index > 0 and tokens[index - 1].kind == "num"}
+    return [_classify(tokens, index, glued) for index in range(len(tokens))]
 
 
-def _classify(tokens: list[_Tok], index: int) -> _Tok:
-    """Decide whether a word is a multiplication sign, an unknown, or just a word."""
+def _proper_fraction(text: str) -> bool:
+    numerator, denominator = text.rsplit(" ", 1)[-1].split("/")
+    return 0 < int(numerator) < int(denominator)
+
+
+def _split_division(token: _Tok) -> list[_Tok]:
+    """``48/2`` (not a proper fraction) is a division: three tokens."""
+    pieces: list[_Tok] = []
+    for match in re.finditer(r"\d+|/|and", token.text):
+        start = token.start + match.start()
+        kind = "num" if match.group()[0].isdigit() else ("op" if match.group() == "/" else "word")
+        attached = token.attached if not pieces else token.text[match.start() - 1] != " "
+        pieces.append(_Tok(kind, match.group(), start, start + len(match.group()), attached))
+    return pieces
+
+
+def _merge_word_operators(tokens: list[_Tok]) -> list[_Tok]:
+    """``plus``/``minus``/``times``/``equals``/``divided by`` between numbers become symbols."""
+    merged: list[_Tok] = []
+    index = 0
+    while index < len(tokens):
+        token = tokens[index]
+        following = tokens[index + 1] if index + 1 < len(tokens) else None
+        previous_is_operand = bool(merged) and merged[-1].kind in ("num", "rp")
+        if token.kind == "word" and previous_is_operand and following is not None:
+            pair = (token.text.lower(), following.text.lower())
+            if pair in _WORD_OPERATOR_PAIRS:
+                symbol = _WORD_OPERATOR_PAIRS[pair]
+                merged.append(_Tok("op", symbol, token.start, following.end, False))
+                index += 2
+                continue
+            symbol = _WORD_OPERATORS.get(token.text.lower())
+            if symbol is not None and following.kind in ("num", "lp"):
+                merged.append(_Tok("eq" if symbol == "=" else "op", symbol,
+                                   token.start, token.end, False))
+                index += 1
+                continue
+        merged.append(token)
+        index += 1
+    return merged
+
+
+def _classify(tokens: list[_Tok], index: int, glued: set[str]) -> _Tok:
+    """Decide whether a word is a multiplication sign, an unknown, or just a word.
+
+    ``glued`` holds letters written glued to a number on the same line
+    (``3A``): elsewhere on that line they are unknowns too (``A + 3A``).
+    """
     token = tokens[index]
     if token.kind != "word":
         return token
     before = tokens[index - 1] if index > 0 else None
     after = tokens[index + 1] if index + 1 < len(tokens) else None
-    if token.text in ("x", "X") and before is not None and after is not None \
-            and before.kind in ("num", "rp") and after.kind in ("num", "lp"):
-        return _Tok("op", "*", token.start, token.end, token.attached)
-    if len(token.text) == 1 and token.text not in _NOT_VARIABLES:
+    if token.text in ("x", "X") and after is not None and after.kind in ("num", "lp"):
+        operand = index - 1
+        while operand >= 0 and index - operand <= _MAX_UNIT_WORDS and tokens[operand].kind == "word":
+            operand -= 1  # "4 pink x 2": unit words may sit between
+        if operand >= 0 and tokens[operand].kind in ("num", "rp"):
+            return _Tok("op", "*", token.start, token.end, token.attached)
+    if len(token.text) == 1:
         glued_to_number = before is not None and before.kind in ("num", "rp") and token.attached
-        next_is_math = after is not None and (after.kind in ("eq", "rp") or (
-            after.kind == "op" and after.text not in ("x", "X")))
+        next_is_math = after is None or after.kind in ("eq", "rp") or (
+            after.kind == "op" and after.text not in ("x", "X"))
         previous_is_math = before is not None and before.kind in ("op", "eq", "lp")
-        if glued_to_number or next_is_math or previous_is_math:
+        if token.text in _NOT_VARIABLES:
+            is_variable = glued_to_number or (previous_is_math and next_is_math) or (
+                token.text in glued and (previous_is_math or (after is not None and next_is_math)))
+        else:
+            is_variable = glued_to_number or (after is not None and next_is_math) or previous_is_math
+        if is_variable:
             return _Tok("var", token.text, token.start, token.end, token.attached)
     return token
 
 
 def _runs(tokens: list[_Tok]) -> list[list[_Tok]]:
-    """Maximal stretches of math tokens; unit words after a number are dropped."""
+    """Maximal stretches of math tokens.
+
+    Unit words between a number and the next operator are dropped
+    (``50 snowballs / 200 snowballs``), and so are rate units after a slash
+    (``$600/weekday * 5``, ``3 degrees/5%``).  Two numbers in a row end a run.
+    """
     runs: list[list[_Tok]] = []
     current: list[_Tok] = []
     index = 0
     while index < len(tokens):
         token = tokens[index]
+        after_operand = bool(current) and current[-1].kind in ("num", "rp")
+        if token.kind == "op" and token.text == "/" and after_operand:
+            stop = _skip_rate_unit(tokens, index)
+            if stop is not None:
+                index = stop
+                continue
         if token.kind in ("num", "op", "lp", "rp", "eq", "var"):
-            if token.kind == "num" and current and current[-1].kind in ("num", "var", "rp") \
-                    and not (current[-1].kind == "var"):
+            if token.kind == "num" and after_operand:
                 runs.append(current)
                 current = []
             current.append(token)
             index += 1
             continue
-        if token.kind == "word" and current and current[-1].kind in ("num", "rp"):
-            stop = index
-            while stop < len(tokens) and stop - index < _MAX_UNIT_WORDS and tokens[stop].kind == "word":
-                stop += 1
-            if stop < len(tokens) and tokens[stop].kind in ("op", "eq", "rp") and stop > index:
-                index = stop  # unit words between a number and an operator
+        if token.kind == "word" and after_operand:
+            stop = _skip_unit_words(tokens, index)
+            if stop is not None:
+                index = stop
                 continue
         if current:
             runs.append(current)
@@ -190,6 +274,31 @@ def _runs(tokens: list[_Tok]) -> list[list[_Tok]]:
     if current:
         runs.append(current)
     return runs
+
+
+def _skip_rate_unit(tokens: list[_Tok], slash: int) -> int | None:
+    """Index after ``/unit`` when the slash introduces a unit (``/hour``), else ``None``."""
+    if slash + 1 >= len(tokens) or tokens[slash + 1].kind != "word" or not tokens[slash + 1].attached:
+        return None
+    stop = slash + 1
+    while stop < len(tokens) and stop - slash <= 2 and tokens[stop].kind == "word":
+        stop += 1
+    if stop >= len(tokens) or tokens[stop].kind in ("op", "eq", "rp", "other"):
+        return stop if stop >= len(tokens) or tokens[stop].text != "√" else None
+    return None
+
+
+def _skip_unit_words(tokens: list[_Tok], first: int) -> int | None:
+    """Index after unit words that sit between a number and an operator, else ``None``."""
+    stop = first
+    while stop < len(tokens) and stop - first < _MAX_UNIT_WORDS and tokens[stop].kind == "word":
+        if tokens[stop].text.lower() in _CLAUSE_WORDS:
+            return None
+        stop += 1
+    if stop < len(tokens) and stop > first and (
+            tokens[stop].kind in ("eq", "rp") or (tokens[stop].kind == "op" and tokens[stop].text != "√")):
+        return stop
+    return None
 
 
 def _split_parts(run: list[_Tok]) -> list[list[_Tok]]:
@@ -202,12 +311,17 @@ def _split_parts(run: list[_Tok]) -> list[list[_Tok]]:
     return parts
 
 
-def _parse_part(part: list[_Tok], limits: Limits) -> Node | None:
-    """Parse the tokens of one side of an ``=``; ``None`` if not an expression."""
+def _trim(part: list[_Tok]) -> list[_Tok]:
+    """Drop dangling operators at either end of one side of an ``=``."""
     while part and part[-1].kind == "op":
         part = part[:-1]
-    while part and part[0].kind == "op" and part[0].text not in "-−":
+    while part and part[0].kind == "op" and part[0].text not in ("-", "−", "√"):
         part = part[1:]
+    return part
+
+
+def _parse_part(part: list[_Tok], limits: Limits) -> Node | None:
+    """Parse the tokens of one side of an ``=``; ``None`` if not an expression."""
     if not part:
         return None
     text = _part_text(part)
@@ -223,8 +337,8 @@ def _line_computations(line: str, offset: int, limits: Limits,
     if not any(char.isdigit() for char in line):
         return found
     for run in _runs(_tokens(line)):
-        parts = _split_parts(run)
-        if len(parts) < 2:
+        parts = [_trim(part) for part in _split_parts(run)]
+        if len(parts) < 2 or any(not part for part in parts[1:-1]):
             continue
         trees = [_parse_part(part, limits) for part in parts]
         found.extend(_computations_of_run(line, offset, parts, trees, limits, deadline))
@@ -236,10 +350,15 @@ def _computations_of_run(line: str, offset: int, parts: list[list[_Tok]],
                          deadline: Deadline) -> list[Computation]:
     found: list[Computation] = []
     unknowns = set().union(*(variables_in(tree) for tree in trees if tree is not None))
-    if len(parts) == 2 and len(unknowns) == 1 and all(tree is not None for tree in trees):
+    if len(parts) == 2 and len(unknowns) == 1 and all(tree is not None for tree in trees) \
+            and all(parts):
         lhs, rhs = trees[0], trees[1]
         assert lhs is not None and rhs is not None
         bare = isinstance(lhs, Var) or isinstance(rhs, Var)
+        if isinstance(lhs, Var) and isinstance(rhs, Num):  # "x = 20": states a solved unknown
+            start, end = offset + parts[0][0].start, offset + parts[1][-1].end
+            return [Computation("value", lhs, rhs, line[start - offset:end - offset],
+                                start, end, "equation")]
         if not bare and (isinstance(lhs, Apply) or isinstance(rhs, Apply)):
             start = offset + parts[0][0].start
             end = offset + parts[1][-1].end
@@ -268,8 +387,18 @@ def _part_text(part: list[_Tok]) -> str:
     for index, token in enumerate(part):
         if index and not token.attached:
             pieces.append(" ")
-        pieces.append(re.sub(r"\s+", "", token.text))
+        pieces.append(_canonical_number(token.text) if token.kind == "num" else token.text)
     return "".join(pieces)
+
+
+def _canonical_number(text: str) -> str:
+    """Number token text the arithmetic parser accepts: ``$ 5`` -> ``$5``, ``5 and 2/3`` -> ``5 2/3``."""
+    text = re.sub(r"\s+and\s+", " ", text)
+    text = re.sub(r"\$\s+", "$", text)
+    text = re.sub(r"\s+%", "%", text)
+    if text.startswith("$"):
+        text = re.sub(r"(?<=\d) (?=\d{3})", "", text)
+    return text
 
 
 def _agrees(tree: Node, claimed: Num, limits: Limits, deadline: Deadline) -> bool:
@@ -285,7 +414,7 @@ def _agrees(tree: Node, claimed: Num, limits: Limits, deadline: Deadline) -> boo
             return False
     digits = claimed.text.replace("$", "").replace("%", "").strip()
     places = len(digits.split(".", 1)[1]) if "." in digits else 0
-    tolerance = sympy.Rational(1, 10**places)
+    tolerance = sympy.Rational(1, 10**places) if places else sympy.Rational(1, 2)
     targets = [claimed.value, claimed.literal]
     scale = sympy.Rational(1, 100) if claimed.percent else 1
     return any(abs(value - target) <= tolerance * (scale if target == claimed.value else 1)

@@ -1,14 +1,19 @@
 """Streamed attention capture: reduce each layer's attention as it is produced.
 
-A forward hook on every selected layer's attention module takes that layer's weights
-(batch × heads × T × T), keeps only what the signals need and drops the rest before the next
-layer runs, so at most one layer's attention is alive at a time (never L × H × T × T):
+The signals need, per CoT token, the head-aggregated attention row over the whole context and,
+per head, the attention mass on the problem tokens. Two capture methods produce exactly that
+without ever holding L × H × T × T:
 
-* ``rows`` — for each CoT token, the head-aggregated attention row over the whole context
-  (n_cot × T), averaged over the selected layers;
-* ``head_input_fraction`` — per head, the attention mass each CoT token puts on the problem
-  tokens (heads × n_cot), averaged over the selected layers.
+* ``recompute`` (default) — the model runs its fast SDPA kernel; for each *selected* layer a
+  registered attention function also recomputes softmax(q·kᵀ) from the layer's own queries and
+  keys for the CoT rows only, in blocks of ``block_rows`` rows, and reduces each block at once.
+  Peak extra memory: ``heads × block_rows × T``.
+* ``eager`` — the model runs eager attention; a forward hook on each selected layer reduces the
+  returned ``heads × T × T`` weights and drops them before the next layer runs. Use it for
+  architectures whose attention is not plain causal softmax (sliding windows, soft-capping).
 
+Outputs (``CapturedAttention``), averaged over the selected layers:
+``rows`` (n_cot × length) and ``head_input_fraction`` (heads × n_cot).
 Index units: token indices of the teacher's input (prompt + CoT).
 """
 
@@ -17,12 +22,19 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from app.signals.config import JSDConfig
+
+CaptureMethod = Literal["recompute", "eager"]
+RECOMPUTE_ATTENTION = "mycelium_recompute"
 
 
 class AttentionCaptureError(RuntimeError):
@@ -45,7 +57,7 @@ class CapturedAttention:
 
 
 def aggregate_heads(weights: torch.Tensor, config: JSDConfig) -> torch.Tensor:
-    """(heads, rows, T) → (rows, T): mean / max over the configured heads."""
+    """(heads, rows, T) → (rows, T): mean / max over the configured heads (torch, on device)."""
     if config.heads is not None:
         weights = weights[list(config.heads)]
     if config.aggregation == "max":
@@ -53,44 +65,28 @@ def aggregate_heads(weights: torch.Tensor, config: JSDConfig) -> torch.Tensor:
     return weights.mean(dim=0)
 
 
-def reduce_layer(weights: torch.Tensor, layout: SampleLayout, config: JSDConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """One sample's attention of one layer (heads × T × T, T ≥ layout.length) → (rows, head fractions).
-
-    rows: (n_cot, length) float32, head-aggregated attention rows of the CoT tokens;
-    head fractions: (heads, n_cot) float32, attention mass on problem columns per head.
-    """
-    cot_start, cot_end = layout.cot_token_range
-    p_start, p_end = layout.problem_token_range
-    cot_rows = weights[:, cot_start:cot_end, : layout.length].float()
-    rows = aggregate_heads(cot_rows, config)
-    head_fraction = cot_rows[:, :, p_start:p_end].sum(dim=-1)
-    return rows, head_fraction
-
-
 def resolve_layers(num_layers: int, layers: Sequence[int]) -> list[int]:
     """Normalise layer indices (negative counts from the end); error on out-of-range."""
-    resolved = sorted({layer % num_layers if -num_layers <= layer < num_layers else -1 for layer in layers})
-    if -1 in resolved:
-        raise ValueError(f"layer index out of range for a {num_layers}-layer model: {list(layers)}")
-    return resolved
+    bad = [layer for layer in layers if not -num_layers <= layer < num_layers]
+    if bad:
+        raise ValueError(f"layer index out of range for a {num_layers}-layer model: {bad}")
+    return sorted({layer % num_layers for layer in layers})
 
 
 def attention_modules(model: nn.Module) -> list[nn.Module]:
     """The self-attention module of every decoder layer, in layer order (Llama/Qwen/Mistral/GPT-2 style)."""
     num_layers = model.config.num_hidden_layers
-    layer_lists = [
-        module for module in model.modules() if isinstance(module, nn.ModuleList) and len(module) == num_layers
-    ]
-    for layer_list in layer_lists:
-        found = [getattr(layer, name, None) for layer in layer_list for name in ("self_attn", "attn", "attention")]
-        found = [module for module in found if isinstance(module, nn.Module)]
-        if len(found) == num_layers:
-            return found
+    for module in model.modules():
+        if isinstance(module, nn.ModuleList) and len(module) == num_layers:
+            found = [getattr(layer, name, None) for layer in module for name in ("self_attn", "attn", "attention")]
+            found = [m for m in found if isinstance(m, nn.Module)]
+            if len(found) == num_layers:
+                return found
     raise AttentionCaptureError(f"cannot find the {num_layers} attention modules of {type(model).__name__}")
 
 
 class StreamedCapture:
-    """Accumulates per-layer reductions for a batch; use :func:`streamed_capture` to install hooks."""
+    """Running per-sample sums of the reduced attention of the selected layers."""
 
     def __init__(self, layouts: Sequence[SampleLayout], n_layers: int, config: JSDConfig):
         self.layouts = list(layouts)
@@ -100,13 +96,25 @@ class StreamedCapture:
         self.fractions: list[torch.Tensor | None] = [None] * len(layouts)
         self.layers_seen = 0
 
+    def add_block(self, sample: int, first_row: int, weights: torch.Tensor) -> None:
+        """Reduce attention weights (heads × r × ≥length) of CoT rows [first_row, first_row + r) of a sample."""
+        layout = self.layouts[sample]
+        n_cot = layout.cot_token_range[1] - layout.cot_token_range[0]
+        block = weights[:, :, : layout.length].float()
+        if self.rows[sample] is None:
+            self.rows[sample] = torch.zeros((n_cot, layout.length), dtype=torch.float32, device=block.device)
+            self.fractions[sample] = torch.zeros((block.shape[0], n_cot), dtype=torch.float32, device=block.device)
+        r = block.shape[1]
+        p_start, p_end = layout.problem_token_range
+        self.rows[sample][first_row : first_row + r] += aggregate_heads(block, self.config)
+        self.fractions[sample][:, first_row : first_row + r] += block[:, :, p_start:p_end].sum(dim=-1)
+
     def add_layer(self, weights: torch.Tensor) -> None:
-        """weights: (batch, heads, T, T) of one layer."""
+        """Reduce one layer's full weights (batch × heads × T × T)."""
+        for sample, layout in enumerate(self.layouts):
+            cot_start, cot_end = layout.cot_token_range
+            self.add_block(sample, 0, weights[sample, :, cot_start:cot_end])
         self.layers_seen += 1
-        for index, layout in enumerate(self.layouts):
-            rows, fraction = reduce_layer(weights[index], layout, self.config)
-            self.rows[index] = rows if self.rows[index] is None else self.rows[index] + rows
-            self.fractions[index] = fraction if self.fractions[index] is None else self.fractions[index] + fraction
 
     def results(self) -> list[CapturedAttention]:
         if self.layers_seen != self.n_layers:
@@ -122,12 +130,66 @@ class StreamedCapture:
         ]
 
 
+def recompute_cot_attention(
+    capture: StreamedCapture, query: torch.Tensor, key: torch.Tensor, scaling: float, block_rows: int
+) -> None:
+    """softmax(q·kᵀ·scaling) with a causal mask for the CoT rows of every sample, block by block.
+
+    query: (batch, heads, T, d); key: (batch, heads, T, d) (KV heads already repeated).
+    """
+    for sample, layout in enumerate(capture.layouts):
+        cot_start, cot_end = layout.cot_token_range
+        keys = key[sample, :, : layout.length].float()
+        positions = torch.arange(layout.length, device=query.device)
+        for first in range(cot_start, cot_end, block_rows):
+            last = min(first + block_rows, cot_end)
+            scores = torch.matmul(query[sample, :, first:last].float(), keys.transpose(-1, -2)) * scaling
+            future = positions[None, :] > torch.arange(first, last, device=query.device)[:, None]
+            scores.masked_fill_(future, float("-inf"))
+            capture.add_block(sample, first - cot_start, torch.softmax(scores, dim=-1))
+    capture.layers_seen += 1
+
+
+def _recompute_attention_forward(module: nn.Module, query, key, value, attention_mask, **kwargs):
+    """SDPA for the layer's output; for a capturing layer, also the CoT rows' attention weights."""
+    output, _ = sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    capture: StreamedCapture | None = getattr(module, "_mycelium_capture", None)
+    if capture is not None:
+        scaling = kwargs.get("scaling") or query.shape[-1] ** -0.5
+        full_keys = repeat_kv(key, query.shape[1] // key.shape[1])
+        recompute_cot_attention(capture, query, full_keys, scaling, getattr(module, "_mycelium_block_rows", 128))
+    return output, None
+
+
+AttentionInterface.register(RECOMPUTE_ATTENTION, _recompute_attention_forward)
+ALL_MASK_ATTENTION_FUNCTIONS.register(RECOMPUTE_ATTENTION, sdpa_mask)
+
+
 @contextmanager
-def streamed_capture(model: nn.Module, layouts: Sequence[SampleLayout], config: JSDConfig) -> Iterator[StreamedCapture]:
-    """Hook the selected layers for one forward pass; each hook reduces and then drops its weights."""
+def streamed_capture(
+    model: nn.Module,
+    layouts: Sequence[SampleLayout],
+    config: JSDConfig,
+    method: CaptureMethod = "recompute",
+    block_rows: int = 128,
+) -> Iterator[StreamedCapture]:
+    """Capture the selected layers' reduced attention during one forward pass run inside the block."""
     modules = attention_modules(model)
     layers = resolve_layers(len(modules), config.layers)
     capture = StreamedCapture(layouts, len(layers), config)
+    if method == "recompute":
+        previous = model.config._attn_implementation
+        model.set_attn_implementation(RECOMPUTE_ATTENTION)
+        for layer in layers:
+            modules[layer]._mycelium_capture = capture
+            modules[layer]._mycelium_block_rows = block_rows
+        try:
+            yield capture
+        finally:
+            for layer in layers:
+                del modules[layer]._mycelium_capture, modules[layer]._mycelium_block_rows
+            model.set_attn_implementation(previous)
+        return
 
     def hook(module: nn.Module, args: tuple, output: tuple) -> tuple:
         weights = output[1] if isinstance(output, tuple) and len(output) > 1 else None
@@ -135,7 +197,7 @@ def streamed_capture(model: nn.Module, layouts: Sequence[SampleLayout], config: 
             raise AttentionCaptureError(
                 f"{type(module).__name__} returned no attention weights: the model runs "
                 f"{getattr(model.config, '_attn_implementation', '?')!r} attention. "
-                "Load the teacher with attn_implementation='eager'."
+                "Load the teacher with attn_implementation='eager' or use the 'recompute' capture."
             )
         capture.add_layer(weights.detach())
         return (output[0], None, *output[2:])  # release this layer's weights now

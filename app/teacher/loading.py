@@ -53,12 +53,13 @@ def load_teacher(
     device: str = "auto",
     local_files_only: bool = True,
     trust_remote_code: bool = False,
-    attn_implementation: str = "eager",
+    attn_implementation: str = "sdpa",
 ) -> Teacher:
     """Load a teacher by hub name or local directory.
 
-    ``attn_implementation="eager"`` is the default because SDPA/flash kernels return no attention
-    weights; the capture refuses to run (clear error) on a model that returns none.
+    SDPA/flash kernels return no attention weights: the default ``recompute`` capture rebuilds
+    the selected layers' CoT attention from their queries and keys; the ``eager`` capture needs
+    ``attn_implementation="eager"`` and fails loudly on a model that returns no weights.
     """
     hf_logging.disable_progress_bar()
     torch_device = resolve_device(device)

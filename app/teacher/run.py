@@ -24,7 +24,7 @@ import torch
 from app.signals.trace import TraceSignals, compute_trace_signals
 from app.signals.config import SignalConfig
 from app.signals.clauses import Region, problem_regions_per_segment
-from app.teacher.capture import CapturedAttention, SampleLayout, streamed_capture
+from app.teacher.capture import CaptureMethod, CapturedAttention, SampleLayout, streamed_capture
 from app.teacher.loading import Teacher
 from app.teacher.prompting import DEFAULT_PROMPT, EncodedInput, encode_problem_and_cot, render_prompt
 
@@ -38,12 +38,20 @@ class ExtractionConfig:
     max_new_tokens: int = 1024
     batch_size: int = 4
     signals: SignalConfig = field(default_factory=SignalConfig)
+    capture_method: CaptureMethod = "recompute"
+    block_rows: int = 128  # CoT rows per recomputed attention block (recompute capture)
 
     def capture_settings(self) -> dict:
-        return {"signals": self.signals.model_dump(mode="json"), "batch_size": self.batch_size}
+        return {
+            "signals": self.signals.model_dump(mode="json"),
+            "batch_size": self.batch_size,
+            "capture_method": self.capture_method,
+            "block_rows": self.block_rows,
+        }
 
     def config_hash(self, teacher_name: str, revision: str | None, dtype: str) -> str:
-        """Identity of a teacher configuration: same hash ⇒ same traces (batch size excluded)."""
+        """Identity of a teacher configuration: same hash ⇒ same traces (batch size and capture
+        method excluded: they change speed and memory, not the signals)."""
         identity = {
             "model": teacher_name,
             "revision": revision,
@@ -144,7 +152,9 @@ def capture_batch(teacher: Teacher, batch: Sequence[EncodedInput], config: Extra
         ids[row, : len(enc.input_ids)] = torch.tensor(enc.input_ids)
         mask[row, : len(enc.input_ids)] = 1
     layouts = [SampleLayout(len(e.input_ids), e.problem_token_range, e.cot_token_range) for e in batch]
-    with torch.no_grad(), streamed_capture(teacher.model, layouts, config.signals.jsd) as capture:
+    with torch.no_grad(), streamed_capture(
+        teacher.model, layouts, config.signals.jsd, method=config.capture_method, block_rows=config.block_rows
+    ) as capture:
         teacher.model(input_ids=ids.to(teacher.device), attention_mask=mask.to(teacher.device), use_cache=False)
     return capture.results()
 
