@@ -174,3 +174,29 @@ def test_sdpa_model_eager_capture_fails_loudly_recompute_capture_works(tiny_teac
     eager = cap.results()[0]
     assert np.abs(recomputed.rows - eager.rows).max() < 1e-5
     assert np.abs(recomputed.head_input_fraction - eager.head_input_fraction).max() < 1e-5
+
+
+def test_cli_extract_and_show_trace(db_session, tiny_teacher_dir: Path) -> None:
+    from typer.testing import CliRunner
+
+    from app.cli import app
+
+    runner = CliRunner()
+    ingested = runner.invoke(app, ["ingest", str(GSM8K), "--dataset", "gsm8k", "--json"])
+    assert ingested.exit_code == 0, ingested.output
+    args = ["extract", "--dataset", "gsm8k", "--limit", "3", "--teacher", str(tiny_teacher_dir),
+            "--mode", "forced", "--layers", "-1", "--device", "cpu", "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout.strip().splitlines()[-1]) == {"extracted": 3, "skipped": 0, "failed": 0, "failures": []}
+    second = runner.invoke(app, args)
+    assert json.loads(second.stdout.strip().splitlines()[-1])["skipped"] == 3
+
+    trace = db_session.scalar(select(Trace).order_by(Trace.id))
+    shown = runner.invoke(app, ["show", "trace", str(trace.id)])
+    assert shown.exit_code == 0, shown.output
+    assert "CoT segments (JSD boundaries)" in shown.stdout and "problem regions" in shown.stdout
+    first_span = trace.spans[0]
+    assert f"[0] {first_span.char_start}:{first_span.char_end} {first_span.text!r}" in shown.stdout.replace("\n", "")
+    missing = runner.invoke(app, ["show", "trace", "999999"])
+    assert missing.exit_code == 1 and "no trace 999999" in missing.output
