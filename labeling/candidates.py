@@ -95,7 +95,10 @@ def load_candidates(session: Session, problem_ids: Iterable[int]) -> list[Candid
     live = aliased(Label)
     for problem_id, confidence in session.execute(
         select(live.problem_id, live.confidence).where(
-            live.problem_id.in_(ids), live.source != LabelSource.HUMAN, live.confidence.is_not(None), _live_label_filter(live)
+            live.problem_id.in_(ids),
+            live.source != LabelSource.HUMAN,
+            live.confidence.is_not(None),
+            _live_label_filter(live),
         )
     ):
         decisions[problem_id].append(binary_distribution([confidence])[0])

@@ -14,7 +14,7 @@ import secrets
 import sys
 import time
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -28,7 +28,7 @@ console = Console()
 err_console = Console(stderr=True)
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON object.")]
-RoundOption = Annotated[Optional[int], typer.Option("--round", help="Round number (default: the open or latest).")]
+RoundOption = Annotated[int | None, typer.Option("--round", help="Round number (default: the open or latest).")]
 
 
 def _ensure_schema() -> None:
@@ -61,9 +61,9 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
 
 @round_app.command("start")
 def round_start(
-    budget: Annotated[Optional[int], typer.Option(help="Problems to select (default 50).")] = None,
+    budget: Annotated[int | None, typer.Option(help="Problems to select (default 50).")] = None,
     strategy: Annotated[
-        Optional[str],
+        str | None,
         typer.Option(help="composite, least_confidence, margin, entropy, disagreement, execution or random."),
     ] = None,
     split: Annotated[list[str], typer.Option("--split", help="Pool split(s); repeatable.")] = ["train"],  # noqa: B006
@@ -131,7 +131,7 @@ def review_push(
     number: RoundOption = None,
     project: Annotated[str, typer.Option(help="Label Studio project title.")] = "Mycelium review",
     webhook_url: Annotated[
-        Optional[str], typer.Option(help="Receiver URL to register, e.g. http://127.0.0.1:8765/webhooks/label-studio")
+        str | None, typer.Option(help="Receiver URL to register, e.g. http://127.0.0.1:8765/webhooks/label-studio")
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -237,7 +237,9 @@ def review_status(number: RoundOption = None, as_json: JsonOption = False) -> No
     for column in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions"):
         table.add_column(column)
     for row in rows:
-        table.add_row(*(str(row[c]) for c in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions")))
+        table.add_row(
+            *(str(row[c]) for c in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions"))
+        )
     console.print(table)
 
 
@@ -271,7 +273,9 @@ def labelstudio_install() -> None:
         venv, template, version = ensure_installed()
     except LabelStudioServerError as error:
         raise _fail(str(error)) from None
-    console.print(f"Label Studio {version}\n  venv: {venv}\n  template: {template}\n  ({time.monotonic() - started:.0f} s)")
+    console.print(
+        f"Label Studio {version}\n  venv: {venv}\n  template: {template}\n  ({time.monotonic() - started:.0f} s)"
+    )
 
 
 @labelstudio_app.command("start")
@@ -281,10 +285,10 @@ def labelstudio_start(
         "~/.mycelium/label-studio"
     ),
     token: Annotated[
-        Optional[str], typer.Option(help="Legacy API token of the first user (default: LABEL_STUDIO_API_KEY or new).")
+        str | None, typer.Option(help="Legacy API token of the first user (default: LABEL_STUDIO_API_KEY or new).")
     ] = None,
     username: Annotated[str, typer.Option(help="First user's e-mail.")] = "admin@mycelium.local",
-    password: Annotated[Optional[str], typer.Option(help="First user's password (default: generated).")] = None,
+    password: Annotated[str | None, typer.Option(help="First user's password (default: generated).")] = None,
 ) -> None:
     """Run Label Studio on loopback in the foreground until Ctrl-C."""
     from app.config import get_settings

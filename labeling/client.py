@@ -154,7 +154,8 @@ def _task_ref(task: Any) -> TaskRef:
 def list_tasks(client: LabelStudio, project_id: int, ordering: str | None = PREDICTION_SCORE_ORDERING) -> list[TaskRef]:
     """All tasks of the project, ordered by ``ordering`` (default: prediction score, lowest first)."""
     query = json.dumps({"ordering": [ordering]}) if ordering else None
-    return [_task_ref(task) for task in client.tasks.list(project=project_id, query=query, page_size=100)]
+    tasks = client.tasks.list(project=project_id, query=query, page_size=100, fields="task_only")
+    return [_task_ref(task) for task in tasks]
 
 
 def import_tasks(client: LabelStudio, project_id: int, tasks: Sequence[dict[str, Any]]) -> list[int]:

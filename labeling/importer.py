@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
@@ -54,7 +54,9 @@ def _latest_version(session: Session, ls_annotation_id: int) -> datetime | None:
 
 def _existing_version(session: Session, ls_annotation_id: int, updated_at: datetime) -> Annotation | None:
     return session.scalar(
-        select(Annotation).where(Annotation.ls_annotation_id == ls_annotation_id, Annotation.ls_updated_at == updated_at)
+        select(Annotation).where(
+            Annotation.ls_annotation_id == ls_annotation_id, Annotation.ls_updated_at == updated_at
+        )
     )
 
 
@@ -143,7 +145,7 @@ def import_deletion(session: Session, ls_annotation_id: int, observed_at: dateti
     if label_chain.is_deleted(session, ls_annotation_id):
         return ImportOutcome("duplicate", ls_annotation_id)
     last_seen = versions[-1].ls_updated_at
-    deleted_at = max(observed_at or datetime.now(timezone.utc), last_seen + timedelta(microseconds=1))
+    deleted_at = max(observed_at or datetime.now(UTC), last_seen + timedelta(microseconds=1))
     row = Annotation(
         review_task_id=review.id,
         ls_annotation_id=ls_annotation_id,

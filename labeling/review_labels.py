@@ -66,8 +66,7 @@ def labels_from_result(result: list[Mapping[str, Any]], text: str) -> dict[str, 
     labels: dict[str, dict[str, Any]] = {
         "C1": {
             "regions": [
-                {"start": s["start"], "end": s["end"], "text": s["text"]}
-                for _, s in sorted(unique_regions.items())
+                {"start": s["start"], "end": s["end"], "text": s["text"]} for _, s in sorted(unique_regions.items())
             ]
         }
     }

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -101,7 +101,9 @@ def start_round(
         raise RoundError(f"budget must be at least 1, got {budget}")
     existing = open_round(session)
     if existing is not None:
-        if (budget is not None and budget != existing.budget) or (strategy is not None and strategy != existing.strategy):
+        if (budget is not None and budget != existing.budget) or (
+            strategy is not None and strategy != existing.strategy
+        ):
             raise RoundError(
                 f"round {existing.number} is open (strategy {existing.strategy}, budget {existing.budget}); "
                 "close it before starting another"
@@ -143,7 +145,9 @@ def selections_of(session: Session, round_: Round) -> list[Selection]:
     """The round's selections, most uncertain first."""
     return list(
         session.scalars(
-            select(Selection).where(Selection.round_id == round_.id).order_by(Selection.score.desc(), Selection.problem_id)
+            select(Selection)
+            .where(Selection.round_id == round_.id)
+            .order_by(Selection.score.desc(), Selection.problem_id)
         )
     )
 
@@ -196,7 +200,7 @@ def close_round(session: Session, number: int | None = None) -> Round:
     refresh_stats(session, round_)
     round_.models_after = current_models(session)
     round_.status = RoundStatus.CLOSED
-    round_.closed_at = datetime.now(timezone.utc)
+    round_.closed_at = datetime.now(UTC)
     return round_
 
 

@@ -203,7 +203,9 @@ def score_candidates(
         else:
             value = components[strategy]
             priority = 0.0 if math.isnan(value) else value
-        scored.append(Scored(candidate.problem_id, components, priority, _describe(candidate, components, strategy, priority)))
+        scored.append(
+            Scored(candidate.problem_id, components, priority, _describe(candidate, components, strategy, priority))
+        )
     return scored
 
 

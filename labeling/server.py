@@ -309,9 +309,7 @@ def probe(url: str, token: str) -> str:
         health = httpx.get(f"{url}/health", timeout=2.0)
         if health.status_code != 200:
             return "down"
-        whoami = httpx.get(
-            f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5.0
-        )
+        whoami = httpx.get(f"{url}/api/current-user/whoami", headers={"Authorization": f"Token {token}"}, timeout=5.0)
     except httpx.HTTPError:
         return "down"
     if whoami.status_code == 200:
@@ -345,8 +343,7 @@ def wait_until_ready(server: LabelStudioServer, timeout: float) -> None:
             )
         time.sleep(0.5)
     raise LabelStudioServerError(
-        f"Label Studio at {server.url} was not ready after {timeout:.0f} s; log {server.log_path}:\n"
-        f"{server.log_tail()}"
+        f"Label Studio at {server.url} was not ready after {timeout:.0f} s; log {server.log_path}:\n{server.log_tail()}"
     )
 
 

@@ -68,7 +68,7 @@ class DevToolsPipe:
                 "about:blank",
             ],
             preexec_fn=wire_fds,
-            pass_fds=(to_browser_read, from_browser_write),
+            pass_fds=(3, 4),  # the child's fds after wire_fds; everything else is closed
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -89,8 +89,9 @@ class DevToolsPipe:
         message, self._buffer = self._buffer.split(b"\0", 1)
         return json.loads(message)
 
-    def call(self, method: str, params: dict[str, Any] | None = None, session: str | None = None,
-             timeout: float = 60.0) -> dict[str, Any]:
+    def call(
+        self, method: str, params: dict[str, Any] | None = None, session: str | None = None, timeout: float = 60.0
+    ) -> dict[str, Any]:
         """Send one command and wait for its result (events in between are dropped)."""
         message_id = next(self._ids)
         payload: dict[str, Any] = {"id": message_id, "method": method, "params": params or {}}
@@ -133,8 +134,17 @@ def login_cookie(url: str, username: str, password: str) -> str:
         return session
 
 
-def screenshot_task(url: str, username: str, password: str, project: int, task: int, out: Path,
-                    settle_seconds: float = 8.0, width: int = 1400, height: int = 900) -> dict[str, Any]:
+def screenshot_task(
+    url: str,
+    username: str,
+    password: str,
+    project: int,
+    task: int,
+    out: Path,
+    settle_seconds: float = 8.0,
+    width: int = 1400,
+    height: int = 900,
+) -> dict[str, Any]:
     """Open the task's labeling view and save a PNG; return what the page showed."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
     if chromium is None:

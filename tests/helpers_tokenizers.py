@@ -12,8 +12,10 @@ from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+from app.teacher.tiny import CHAT_TEMPLATE
+from app.teacher.tiny import train_bpe_tokenizer as train_tiny_teacher_tokenizer
 
 __all__ = [
     "CHAT_TEMPLATE",
@@ -23,14 +25,6 @@ __all__ = [
     "train_bpe_tokenizer",
     "default_bpe_tokenizer",
 ]
-
-# Qwen-style ChatML template: system + user turns, then the assistant header.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}"
-    "{{ '<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n' }}"
-    "{% endfor %}"
-    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
 
 # GSM8K-style sentences (MIT licensed, (c) 2021 OpenAI) plus LaTeX and unicode, so merges are realistic.
 DEFAULT_CORPUS: tuple[str, ...] = (
@@ -76,26 +70,7 @@ def train_bpe_tokenizer(
     With ``trim_offsets=False`` (default, as in Qwen2) a token's offsets include its
     leading space.  Deterministic for a given corpus.
     """
-    specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=trim_offsets)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(list(corpus), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        eos_token="<|im_end|>",
-        pad_token="<|endoftext|>",
-        additional_special_tokens=["<|im_start|>"],
-    )
-    fast.chat_template = CHAT_TEMPLATE
-    return fast
+    return train_tiny_teacher_tokenizer(corpus, vocab_size=vocab_size, trim_offsets=trim_offsets)
 
 
 @lru_cache(maxsize=1)

@@ -36,38 +36,67 @@ SEED: tuple[SeedProblem, ...] = (
     SeedProblem(
         "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
         "How many clips did Natalia sell altogether in April and May?",
-        "she sold half as many clips in May", 0.52, "48", 0.55, execution_ok=False,
+        "she sold half as many clips in May",
+        0.52,
+        "48",
+        0.55,
+        execution_ok=False,
     ),
     # near-duplicate of the first (numbers changed): must not share its batch
     SeedProblem(
         "Natalia sold clips to 60 of her friends in April, and then she sold half as many clips in May. "
         "How many clips did Natalia sell altogether in April and May?",
-        "she sold half as many clips in May", 0.58, "60", 0.6, execution_ok=False,
+        "she sold half as many clips in May",
+        0.58,
+        "60",
+        0.6,
+        execution_ok=False,
     ),
     SeedProblem(
         "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. "
         "How much did she earn?",
-        "Weng earns $12 an hour", 0.62, "50", 0.6,
+        "Weng earns $12 an hour",
+        0.62,
+        "50",
+        0.6,
     ),
     SeedProblem(
         "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she needs.",
-        "Betty has only half of the money", 0.7, "$100", 0.7,
+        "Betty has only half of the money",
+        0.7,
+        "$100",
+        0.7,
     ),
     SeedProblem(
         "James writes a 3-page letter to 2 different friends twice a week. How many pages does he write a year?",
-        "writes a 3-page letter to 2 different friends", 0.8, "3", 0.8, execution_ok=True,
+        "writes a 3-page letter to 2 different friends",
+        0.8,
+        "3",
+        0.8,
+        execution_ok=True,
     ),
     SeedProblem(
         "Albert buys 2 large pizzas and 2 small pizzas. A large pizza has 16 slices and a small pizza has 8 slices.",
-        "A large pizza has 16 slices", 0.9, "16", 0.9, execution_ok=True,
+        "A large pizza has 16 slices",
+        0.9,
+        "16",
+        0.9,
+        execution_ok=True,
     ),
     SeedProblem(
         "Ken created a care package to send to his brother, who was away at boarding school.",
-        "Ken created a care package", 0.95, "Ken", 0.95,
+        "Ken created a care package",
+        0.95,
+        "Ken",
+        0.95,
     ),
     SeedProblem(  # dev split: never selected by the train pool
         "Mark has a garden with flowers. He planted plants of three different colors in it.",
-        "He planted plants", 0.1, "three", 0.1, split=Split.DEV,
+        "He planted plants",
+        0.1,
+        "three",
+        0.1,
+        split=Split.DEV,
     ),
 )
 
@@ -95,20 +124,32 @@ def seed_problems(session: Session, seed: tuple[SeedProblem, ...] = SEED) -> lis
         session.add_all(
             [
                 Region(
-                    problem_id=problem.id, char_start=start, char_end=end, text=item.region,
-                    source=RegionSource.CLAUSE, score=item.region_score,
+                    problem_id=problem.id,
+                    char_start=start,
+                    char_end=end,
+                    text=item.region,
+                    source=RegionSource.CLAUSE,
+                    score=item.region_score,
                 ),
                 Region(
-                    problem_id=problem.id, char_start=o_start, char_end=o_start + len(item.operand),
-                    text=item.operand, source=RegionSource.OPERAND, score=None,
+                    problem_id=problem.id,
+                    char_start=o_start,
+                    char_end=o_start + len(item.operand),
+                    text=item.operand,
+                    source=RegionSource.OPERAND,
+                    score=None,
                 ),
                 Label(
-                    problem_id=problem.id, task=LabelTask.C1, source=LabelSource.TEACHER,
+                    problem_id=problem.id,
+                    task=LabelTask.C1,
+                    source=LabelSource.TEACHER,
                     confidence=item.label_confidence,
                     payload={"regions": [{"start": start, "end": end, "text": item.region}]},
                 ),
                 Label(
-                    problem_id=problem.id, task=LabelTask.C2, source=LabelSource.TEACHER,
+                    problem_id=problem.id,
+                    task=LabelTask.C2,
+                    source=LabelSource.TEACHER,
                     confidence=item.label_confidence,
                     payload={"regions": [{"start": start, "end": end, "text": item.region, "label": "MUL"}]},
                 ),
@@ -117,9 +158,13 @@ def seed_problems(session: Session, seed: tuple[SeedProblem, ...] = SEED) -> lis
         if item.execution_ok is not None:
             session.add(
                 Program(
-                    problem_id=problem.id, source=ProgramSource.TEACHER, steps={"steps": []},
-                    answer="1" if item.execution_ok else None, executes=item.execution_ok,
-                    correct=item.execution_ok, error=None if item.execution_ok else "ZeroDivisionError",
+                    problem_id=problem.id,
+                    source=ProgramSource.TEACHER,
+                    steps={"steps": []},
+                    answer="1" if item.execution_ok else None,
+                    executes=item.execution_ok,
+                    correct=item.execution_ok,
+                    error=None if item.execution_ok else "ZeroDivisionError",
                 )
             )
         ids.append(problem.id)

@@ -120,3 +120,13 @@ def test_fuzz_spans_sorted_non_overlapping_and_exact(text: str) -> None:
 def test_fuzz_integers_round_trip(number: int) -> None:
     text = f"value {number} here"
     assert [(m.value, m.kind) for m in find_numbers(text)] == [(R(number), "integer")]
+
+
+def test_huge_inputs_are_linear_and_safe() -> None:
+    import time
+
+    started = time.perf_counter()
+    assert find_numbers("1" * 1_000_000) == []  # a digit run this long is not a quantity
+    assert [m.text for m in find_numbers("1 " + "9" * 5000 + "/2 and 3/4")] == ["1", "3/4"]
+    assert find_numbers("(" * 1_000_000) == []
+    assert time.perf_counter() - started < 3.0

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from app.db.models import Annotation, AnnotationAction, Label, LabelSource, ReviewStatus, ReviewTask, Selection
+from app.webhook import PeriodicReconciler
 from labeling import client as ls
 from labeling.importer import reconcile
 from labeling.push import push_round
@@ -105,8 +106,12 @@ def test_review_round_trip(
 
     # --- push: 5 tasks with scored predictions; project in uncertainty sampling at the round's version
     pushed = push_round(
-        db_session, ls_client, started.round, project_title=title,
-        webhook_url=webhook_receiver.webhook_url, webhook_secret=webhook_receiver.secret,
+        db_session,
+        ls_client,
+        started.round,
+        project_title=title,
+        webhook_url=webhook_receiver.webhook_url,
+        webhook_secret=webhook_receiver.secret,
     )
     db_session.commit()
     assert (pushed.created, pushed.adopted, pushed.already_pushed) == (5, 0, 0)
@@ -240,6 +245,7 @@ def test_review_round_trip(
 def test_reconciliation_imports_what_the_webhook_missed(
     db_session: Session,
     ls_client: LabelStudio,  # noqa: F811
+    label_studio: LabelStudioServer,  # noqa: F811
     webhook_receiver: WebhookReceiver,  # noqa: F811
 ) -> None:
     seed_problems(db_session)
@@ -252,10 +258,18 @@ def test_reconciliation_imports_what_the_webhook_missed(
     made = ls_client.annotations.create(id=tasks[1].id, result=[_span(problem_text, problem_text[:5], "ADD")])
     assert _annotation_rows(db_session, made.id) == []  # nobody told us
 
+    # the receiver's periodic reconciliation picks it up
+    reconciler = PeriodicReconciler(0.3, lambda: ls.connect(label_studio.url, label_studio.token))
+    reconciler.start()
+    try:
+        _wait_for(lambda: len(_annotation_rows(db_session, made.id)) == 1)
+    finally:
+        reconciler.stop()
+    assert reconciler.runs >= 1
+    assert _current(db_session, tasks[1].problem_id, "C1")[0]["source"] == "human"
     report = reconcile(db_session, ls_client, started.round.number)
     db_session.commit()
-    assert dict(report.outcomes) == {"imported": 1}
-    assert _current(db_session, tasks[1].problem_id, "C1")[0]["source"] == "human"
+    assert dict(report.outcomes) == {"duplicate": 1}
 
     ls_client.annotations.delete(id=made.id)
     report = reconcile(db_session, ls_client, started.round.number)

@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from labeling.config_xml import SPAN_LABELS, label_config
 from labeling.review_labels import ReviewResultError, labels_from_result, note, region_labels
@@ -154,8 +156,12 @@ def test_build_task_carries_scores_and_model_version() -> None:
     assert prediction["result"][-1]["value"] == {"choices": ["integer"]}
     with pytest.raises(TaskPayloadError, match="problem 7: region \\[40, 99\\)"):
         build_task(
-            problem_id=7, round_number=2, text=text, regions=[RegionPrediction(40, 99, 0.1)],
-            model_version="m", task_score=0.5,
+            problem_id=7,
+            round_number=2,
+            text=text,
+            regions=[RegionPrediction(40, 99, 0.1)],
+            model_version="m",
+            task_score=0.5,
         )
 
 
@@ -168,8 +174,18 @@ def test_label_config_offers_every_span_label() -> None:
 def test_labels_from_result() -> None:
     text = "Weng earns $12 an hour. She worked 50 minutes."
     result = [
-        {"from_name": "span", "to_name": "text", "type": "labels", "value": {"start": 11, "end": 14, "labels": ["DIV"]}},
-        {"from_name": "span", "to_name": "text", "type": "labels", "value": {"start": 0, "end": 4, "labels": ["REGION"]}},
+        {
+            "from_name": "span",
+            "to_name": "text",
+            "type": "labels",
+            "value": {"start": 11, "end": 14, "labels": ["DIV"]},
+        },
+        {
+            "from_name": "span",
+            "to_name": "text",
+            "type": "labels",
+            "value": {"start": 0, "end": 4, "labels": ["REGION"]},
+        },
         {"from_name": "answer_type", "to_name": "text", "type": "choices", "value": {"choices": ["decimal"]}},
         {"from_name": "note", "to_name": "text", "type": "textarea", "value": {"text": ["per minute rate"]}},
     ]
@@ -184,3 +200,31 @@ def test_labels_from_result() -> None:
     assert set(labels_from_result([], text)) == {"C1"}  # "no regions" is a label too
     with pytest.raises(ReviewResultError, match="span 40..90"):
         labels_from_result([{"from_name": "span", "type": "labels", "value": {"start": 40, "end": 90}}], text)
+
+
+_WORDS = ["tom", "has", "apples", "train", "miles", "hour", "pages", "read", "buys", "more", "how", "many"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.floats(0, 1), st.lists(st.sampled_from(_WORDS), min_size=1, max_size=8)),
+        min_size=0,
+        max_size=25,
+    ),
+    st.integers(0, 10),
+    st.floats(0.2, 1.0),
+)
+def test_select_diverse_invariants(items: list[tuple[float, list[str]]], budget: int, threshold: float) -> None:
+    priorities = [p for p, _ in items]
+    texts = [" ".join(words) for _, words in items]
+    choice = select_diverse(priorities, texts, budget, max_similarity=threshold)
+    assert len(choice.chosen) <= budget and len(set(choice.chosen)) == len(choice.chosen)
+    chosen_priorities = [priorities[i] for i in choice.chosen]
+    assert chosen_priorities == sorted(chosen_priorities, reverse=True)
+    for n, i in enumerate(choice.chosen):
+        for j in choice.chosen[:n]:
+            assert jaccard(shingles(texts[i]), shingles(texts[j])) < threshold
+    # nothing more uncertain was left out unless it duplicates a chosen problem
+    if len(choice.chosen) < budget:
+        assert len(choice.chosen) + len(choice.skipped_duplicates) == len(items)

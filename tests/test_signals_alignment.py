@@ -83,7 +83,9 @@ def test_token_to_char_to_token_is_identity_on_every_token(tokenizer) -> None:
     back = char_spans_to_token_spans(chars, offsets)
     overlaps = (offsets[:, None, 0] < offsets[None, :, 1]) & (offsets[:, None, 1] > offsets[None, :, 0])
     shared = overlaps.sum(axis=1) > 1  # byte pieces of one char share it
-    assert shared.any() == (type(tokenizer.backend_tokenizer.model).__name__ == "BPE")  # only byte-level BPE splits chars
+    assert shared.any() == (
+        type(tokenizer.backend_tokenizer.model).__name__ == "BPE"
+    )  # only byte-level BPE splits chars
     np.testing.assert_array_equal(back[~shared], singles[~shared])
     for k in np.flatnonzero(shared):  # the hull of every token sharing a char with token k
         assert back[k, 0] <= k < back[k, 1] and (back[k, 1] - back[k, 0]) == overlaps[k].sum()
@@ -137,7 +139,9 @@ def test_trim_and_render_details() -> None:
 
 # --- property tests -------------------------------------------------------------------------
 
-ALPHABET = st.sampled_from(list("ab xyz 0123456789,.$%-/½²éüß東京😀\\{}^_\n") + ["frac", "Café", " 1,000", " $3.50", " 50%"])
+ALPHABET = st.sampled_from(
+    list("ab xyz 0123456789,.$%-/½²éüß東京😀\\{}^_\n") + ["frac", "Café", " 1,000", " $3.50", " 50%"]
+)
 texts = st.lists(ALPHABET, min_size=1, max_size=40).map("".join)
 
 
@@ -196,3 +200,17 @@ def test_render_survives_text_with_marker_like_content() -> None:
     text = "a [0] 1:2 'x' b"
     out = render_spans(text, [(0, 1)])
     assert re.fullmatch(r"\[0\] 0:1 'a'", out.splitlines()[1])
+
+
+def test_word_start_tokens_and_boundary_snapping() -> None:
+    from app.signals.alignment import word_start_tokens
+    from app.signals.jsd import snap_boundaries
+
+    text = "Betty needs 100 - 50 = 50 more."
+    # Tokens: "Bett" "y" " needs" " 1" "00" " -" " 50" " =" " 50" " more" "."
+    spans = np.array([(0, 4), (4, 5), (5, 11), (11, 13), (13, 15), (15, 17), (17, 20), (20, 22), (22, 25), (25, 30), (30, 31)])
+    starts = word_start_tokens(spans, text)
+    assert starts.tolist() == [True, False, True, True, False, True, True, True, True, True, True]
+    # A boundary inside "Betty" (token 1) or inside "100" (token 4) moves back to the word's first token.
+    assert snap_boundaries([1, 4, 6], starts).tolist() == [3, 6]
+    assert snap_boundaries([], starts).tolist() == []

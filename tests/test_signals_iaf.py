@@ -21,12 +21,14 @@ from app.signals.iaf import (
 
 def test_iaf_matrix_by_hand() -> None:
     # 4 CoT tokens, columns: 0 = template, 1..3 = problem tokens, 4.. = CoT.
-    rows = np.array([
-        [0.5, 0.5, 0.0, 0.0, 0.0],
-        [0.1, 0.1, 0.2, 0.0, 0.6],
-        [0.0, 0.0, 0.0, 0.3, 0.7],
-        [1.0, 0.0, 0.0, 0.0, 0.0],  # no mass on the problem
-    ])
+    rows = np.array(
+        [
+            [0.5, 0.5, 0.0, 0.0, 0.0],
+            [0.1, 0.1, 0.2, 0.0, 0.6],
+            [0.0, 0.0, 0.0, 0.3, 0.7],
+            [1.0, 0.0, 0.0, 0.0, 0.0],  # no mass on the problem
+        ]
+    )
     iaf = iaf_matrix(rows, (1, 4), [(0, 2), (2, 3), (3, 4)])
     np.testing.assert_allclose(iaf[0], [0.6 / 0.8, 0.2 / 0.8, 0.0])
     np.testing.assert_allclose(iaf[1], [0.0, 0.0, 1.0])
@@ -80,7 +82,9 @@ def test_high_iaf_tokens_skip_punctuation_and_respect_top_k() -> None:
     spans = np.array([(0, 3), (4, 7), (8, 9), (10, 16), (17, 18), (19, 21), (22, 26), (27, 28), (29, 30)])
     iaf = np.array([0.05, 0.02, 0.3, 0.2, 0.25, 0.0, 0.03, 0.1, 0.05])
     assert high_iaf_tokens(iaf, text, spans, IAFConfig(high_iaf_top_k=3, high_iaf_min_ratio=0.5)).tolist() == [2, 3, 7]
-    assert high_iaf_tokens(iaf, text, spans, IAFConfig(high_iaf_top_k=3, high_iaf_min_ratio=0.5, skip_punctuation=False)).tolist() == [2, 3, 4]
+    assert high_iaf_tokens(
+        iaf, text, spans, IAFConfig(high_iaf_top_k=3, high_iaf_min_ratio=0.5, skip_punctuation=False)
+    ).tolist() == [2, 3, 4]
     # Ratio 2.0 over 9 tokens: IAF must be ≥ 0.222…
     assert high_iaf_tokens(iaf, text, spans, IAFConfig(high_iaf_top_k=9)).tolist() == [2]
     assert high_iaf_tokens(np.zeros(9), text, spans).tolist() == []

@@ -41,7 +41,9 @@ def test_known_values() -> None:
     assert jsd([1, 0], [0, 1], 1e-12) == pytest.approx(LN2, abs=1e-9)
     assert jsd([1, 0, 0, 0], [0, 0.5, 0.5, 0], 1e-12) == pytest.approx(LN2, abs=1e-9)
     assert jsd([0.5, 0.5], [0.5, 0.5]) == 0.0
-    assert float(jsd([0.9, 0.1], [0.1, 0.9])) == pytest.approx(_reference_jsd(np.array([0.9, 0.1]), np.array([0.1, 0.9]), 1e-10))
+    assert float(jsd([0.9, 0.1], [0.1, 0.9])) == pytest.approx(
+        _reference_jsd(np.array([0.9, 0.1]), np.array([0.1, 0.9]), 1e-10)
+    )
     assert jsd(np.zeros(5), np.zeros(5)) == 0.0  # all-zero rows: uniform after smoothing, no NaN
 
 
@@ -67,11 +69,14 @@ def test_batched_and_torch_inputs() -> None:
 
 def test_full_context_pads_the_previous_row_with_a_zero() -> None:
     # Prompt of 2 tokens, 3 CoT tokens at positions 2, 3, 4 (causal rows).
-    rows = np.array([
-        [0.5, 0.3, 0.2, 0.0, 0.0],
-        [0.5, 0.3, 0.2, 0.0, 0.0],  # same mass, one more column available → still 0
-        [0.1, 0.1, 0.1, 0.1, 0.6],
-    ], dtype=np.float32)
+    rows = np.array(
+        [
+            [0.5, 0.3, 0.2, 0.0, 0.0],
+            [0.5, 0.3, 0.2, 0.0, 0.0],  # same mass, one more column available → still 0
+            [0.1, 0.1, 0.1, 0.1, 0.6],
+        ],
+        dtype=np.float32,
+    )
     trace = jsd_trace(rows, (2, 5), (0, 2), JSDConfig())
     assert trace.shape == (2,)
     assert trace[0] == 0.0
@@ -84,11 +89,14 @@ def test_full_context_pads_the_previous_row_with_a_zero() -> None:
 
 
 def test_input_context_renormalises_problem_columns() -> None:
-    rows = np.array([
-        [0.8, 0.1, 0.1, 0.0],
-        [0.2, 0.4, 0.4, 0.0],  # same problem distribution (cols 1-2), different mass elsewhere
-        [0.2, 0.0, 0.0, 0.8],  # no mass on the problem at all → uniform, no NaN
-    ], dtype=np.float32)
+    rows = np.array(
+        [
+            [0.8, 0.1, 0.1, 0.0],
+            [0.2, 0.4, 0.4, 0.0],  # same problem distribution (cols 1-2), different mass elsewhere
+            [0.2, 0.0, 0.0, 0.8],  # no mass on the problem at all → uniform, no NaN
+        ],
+        dtype=np.float32,
+    )
     trace = jsd_trace(rows, (1, 4), (1, 3), JSDConfig(context="input"))
     assert trace[0] == 0.0
     assert trace[1] == pytest.approx(0.0, abs=1e-6)  # uniform vs uniform
@@ -117,7 +125,10 @@ def test_threshold_mode_marks_every_index_above_mean_plus_k_std() -> None:
     thr = s.mean() + s.std()
     assert detect_peaks(s, JSDConfig(peak_mode="threshold")).tolist() == np.flatnonzero(s > thr).tolist() == [7]
     assert detect_peaks(s, JSDConfig(peak_mode="threshold", threshold_k=0.0)).tolist() == [2, 3, 7]
-    assert detect_peaks(s, JSDConfig(peak_mode="threshold", threshold_k=0.0, threshold_merge_runs=True)).tolist() == [2, 7]
+    assert detect_peaks(s, JSDConfig(peak_mode="threshold", threshold_k=0.0, threshold_merge_runs=True)).tolist() == [
+        2,
+        7,
+    ]
 
 
 def test_find_peaks_mode_height_prominence_distance() -> None:
@@ -144,7 +155,7 @@ def test_segments_property(boundaries: list[int], n: int) -> None:
     segs = segments_from_boundaries(boundaries, n)
     assert segs[0][0] == 0 and segs[-1][1] == n
     assert all(s < e for s, e in segs)
-    assert all(a[1] == b[0] for a, b in zip(segs, segs[1:]))
+    assert all(a[1] == b[0] for a, b in zip(segs[:-1], segs[1:], strict=True))
     assert [s for s, _ in segs[1:]] == sorted({b for b in boundaries if 0 < b < n})
 
 
@@ -172,3 +183,25 @@ def test_config_validation() -> None:
         JSDConfig(context="prompt")
     with pytest.raises(ValidationError):
         JSDConfig(unknown_field=1)
+
+
+@pytest.mark.parametrize("context", ["full", "input"])
+def test_trace_equals_pairwise_reference_across_blocks(context: str) -> None:
+    """The blocked float32 trace equals a per-token loop over the float64 ``jsd`` (150 tokens: 3 blocks)."""
+    rng = np.random.default_rng(11)
+    prompt, n_cot = 40, 150
+    rows = rng.random((n_cot, prompt + n_cot)) ** 6
+    rows[np.arange(prompt + n_cot)[None, :] > (prompt + np.arange(n_cot))[:, None]] = 0.0  # causal
+    rows[60] = rows[59]  # one repeated row: exactly 0 in either context
+    rows /= rows.sum(axis=1, keepdims=True)
+    trace = jsd_trace(rows.astype(np.float32), (prompt, prompt + n_cot), (5, 30), JSDConfig(context=context))
+    expected = []
+    for t in range(1, n_cot):
+        if context == "full":
+            width = prompt + t + 1  # t's context; row t-1 is zero there at its last column
+            expected.append(jsd(rows[t - 1, :width], rows[t, :width]))
+        else:
+            p, q = rows[t - 1, 5:30], rows[t, 5:30]
+            expected.append(jsd(p / p.sum(), q / q.sum()))
+    np.testing.assert_allclose(trace, expected, atol=1e-6)
+    assert trace[59] == 0.0

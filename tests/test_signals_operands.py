@@ -19,7 +19,9 @@ NATALIA = (
     "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. "
     "How many clips did Natalia sell altogether in April and May?"
 )
-STORE = "A store sells 1,000 pens at $3.50 each. On Mondays there is a 50% discount, and a dozen pens cost -3 dollars less."
+STORE = (
+    "A store sells 1,000 pens at $3.50 each. On Mondays there is a 50% discount, and a dozen pens cost -3 dollars less."
+)
 
 
 def _summary(matches) -> list[tuple]:
@@ -44,8 +46,10 @@ def test_natalia_two_steps() -> None:
 
 
 def test_literal_kinds_in_the_problem() -> None:
-    got = {str(m.value): (m.source, [STORE[s:e] for s, e in m.problem_spans])
-           for m in match_operands([1000, R(7, 2), R(1, 2), 50, 12, -3, 7], STORE)}
+    got = {
+        str(m.value): (m.source, [STORE[s:e] for s, e in m.problem_spans])
+        for m in match_operands([1000, R(7, 2), R(1, 2), 50, 12, -3, 7], STORE)
+    }
     assert got == {
         "1000": ("problem", ["1,000"]),
         "7/2": ("problem", ["$3.50"]),

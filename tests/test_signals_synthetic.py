@@ -9,8 +9,8 @@ import pytest
 from app.signals import (
     JSDConfig,
     SignalConfig,
-    compute_trace_signals,
     char_spans_to_token_spans,
+    compute_trace_signals,
     locate_problem,
     problem_regions_per_segment,
     problem_tokens,
@@ -33,9 +33,13 @@ STEP_LENGTHS = (13, 21, 9)  # CoT tokens per step: boundaries at 13 and 34
 
 def _layout(tokenizer) -> tuple[int, tuple[int, int], np.ndarray, list[tuple[int, int]]]:
     """Prompt length, absolute problem token range, problem-relative token char spans, clause token ranges."""
-    prompt = tokenizer.apply_chat_template(
-        [{"role": "user", "content": NATALIA}], tokenize=False, add_generation_prompt=True
-    ) if getattr(tokenizer, "chat_template", None) else "Solve: " + NATALIA + "\n"
+    prompt = (
+        tokenizer.apply_chat_template(
+            [{"role": "user", "content": NATALIA}], tokenize=False, add_generation_prompt=True
+        )
+        if getattr(tokenizer, "chat_template", None)
+        else "Solve: " + NATALIA + "\n"
+    )
     enc = tokenizer(prompt, add_special_tokens=False, return_offsets_mapping=True)
     located = problem_tokens(enc["offset_mapping"], locate_problem(prompt, NATALIA))
     clause_chars = [(NATALIA.index(c), NATALIA.index(c) + len(c)) for c in CLAUSES]
@@ -44,7 +48,10 @@ def _layout(tokenizer) -> tuple[int, tuple[int, int], np.ndarray, list[tuple[int
 
 
 def _block_attention(
-    prompt_len: int, problem_range: tuple[int, int], clause_tokens: list[tuple[int, int]], rng: np.random.Generator | None
+    prompt_len: int,
+    problem_range: tuple[int, int],
+    clause_tokens: list[tuple[int, int]],
+    rng: np.random.Generator | None,
 ) -> np.ndarray:
     """Rows (n_cot, T): step i puts 0.7 uniformly on clause i's problem tokens, 0.2 on the first
     prompt token (an attention sink) and, when ``rng`` is given, 0.1 on the previous 3 CoT tokens
@@ -89,7 +96,9 @@ def test_exact_recovery_of_boundaries_and_regions(tokenizer_name: str) -> None:
 
     regions = problem_regions_per_segment(NATALIA, char_spans, signals.iaf, SignalConfig())
     got = [[NATALIA[r.start_char : r.end_char] for r in step] for step in regions]
-    assert got == [[c] for c in CLAUSES], render_spans(NATALIA, [(r.start_char, r.end_char) for s in regions for r in s])
+    assert got == [[c] for c in CLAUSES], render_spans(
+        NATALIA, [(r.start_char, r.end_char) for s in regions for r in s]
+    )
     assert all(r.source == "clause" and r.score == pytest.approx(1.0) for step in regions for r in step)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy import func, select
 from app.db.models import CotSpan, Dataset, Label, Problem, Region, Split, Trace, TraceSignals, TraceStatus
 from app.db.session import session_factory
 from app.ingest import ingest_file
+from app.signals.alignment import word_start_tokens
 from app.signals.config import JSDConfig, SignalConfig
 from app.signals.trace import compute_trace_signals
 from app.teacher.capture import AttentionCaptureError, SampleLayout, full_attention_capture, streamed_capture
@@ -68,6 +69,10 @@ def test_forced_extraction_persists_exact_spans_and_regions(db_session, teacher)
             assert before.token_end == after.token_start
         for span in spans:
             assert span.text == trace.cot_text[span.char_start : span.char_end]
+            # segments start at word starts: never "Bett|y"
+            assert span.char_start == 0 or not (
+                trace.cot_text[span.char_start - 1].isalnum() and trace.cot_text[span.char_start].isalnum()
+            )
             tokens = "".join(pieces[span.token_start : span.token_end])
             assert span.text == tokens
         # Problem-token offsets point into the problem text, never into the chat markup.
@@ -109,7 +114,8 @@ def test_streamed_capture_equals_full_output_attentions(db_session, teacher) -> 
         assert np.abs(captured.rows - full.rows).max() < 1e-5
         assert np.abs(captured.head_input_fraction - full.head_input_fraction).max() < 1e-5
         reference = compute_trace_signals(
-            full.rows, enc.problem_token_range, enc.cot_token_range, CONFIG.signals, full.head_input_fraction
+            full.rows, enc.problem_token_range, enc.cot_token_range, CONFIG.signals, full.head_input_fraction,
+            boundary_allowed=word_start_tokens(enc.cot_char_spans, problem.gold_solution),
         )
         stored = db_session.scalar(
             select(TraceSignals).join(Trace).where(Trace.problem_id == problem.id)

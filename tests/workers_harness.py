@@ -63,7 +63,9 @@ def publisher_app(config: Mapping[str, str | None]) -> Celery:
 
     with environment(config):
         app = create_app()
-        assert app.conf.broker_url  # resolves the lazy configuration while ``config`` is in force
+        # Resolve the lazy configuration while ``config`` is in force (broker_url itself is a
+        # property that reads CELERY_BROKER_URL from the environment without loading anything).
+        assert app.conf.task_default_queue == "cpu"
     return app
 
 
@@ -81,7 +83,7 @@ class WorkerProcess:
             [
                 sys.executable, "-m", "celery", "-A", "workers.celery_app", "worker",
                 "--queues", queues, "--concurrency", str(concurrency), "--pool", "prefork",
-                "--loglevel", "info", "--hostname", f"test-{log_path.stem}@%h",
+                "--loglevel", os.environ.get("MYCELIUM_TEST_WORKER_LOGLEVEL", "info"), "--hostname", f"test-{log_path.stem}@%h",
                 "--without-mingle", "--without-gossip", "--without-heartbeat",
             ],
             cwd=REPO_ROOT,
@@ -90,6 +92,14 @@ class WorkerProcess:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Block until the worker logged that it is ready to consume."""
+        deadline = time.monotonic() + timeout
+        while " ready." not in self.log_path.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"worker did not become ready:\n{self.log_tail()}")
+            time.sleep(0.1)
 
     def kill(self) -> None:
         """SIGKILL the whole worker (main process and its pool children) at once."""

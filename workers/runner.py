@@ -144,7 +144,7 @@ def _must_propagate(exc: Exception, transient_is_final: bool) -> bool:
 def _describe(key: str, exc: BaseException) -> str:
     """``item <key>: <Type>: <message>`` followed by the innermost frames of the traceback."""
     headline = f"item {key}: {type(exc).__name__}: {exc}"
-    frames = "".join(traceback.format_exception(exc)[-3:])
+    frames = "".join(traceback.format_exception(exc, limit=-3))
     text = f"{headline}\n{frames}"
     log.warning("%s", headline)
     return text if len(text) <= ITEM_ERROR_CHARS else text[: ITEM_ERROR_CHARS - 1] + "…"

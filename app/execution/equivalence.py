@@ -30,7 +30,8 @@ from app.execution.errors import (
 )
 from app.execution.limits import DEFAULT_LIMITS, Limits
 
-__all__ = ["equivalent", "normalize_answer", "check_answer_text", "guard_sympy"]
+__all__ = ["equivalent", "self_equivalent", "parses_to_math", "normalize_answer",
+           "check_answer_text", "guard_sympy"]
 
 logging.getLogger("math_verify").setLevel(logging.ERROR)
 logging.getLogger("math_verify.grader").setLevel(logging.ERROR)
@@ -63,17 +64,29 @@ def check_answer_text(text: str, limits: Limits = DEFAULT_LIMITS) -> None:
         raise ExponentTooLarge("factorial/binomial of a possibly huge number")
 
 
+_THIN_THOUSANDS_RE = re.compile(r"(?<=\d),\\!(?=\d{3}(?!\d))")
+_PHANTOM_RE = re.compile(r"\\phantom\s*(?:\{[^{}]*\}|\S)")
+_BARE_FRAC_RE = re.compile(r"\\frac\s*(\\[A-Za-z]+|[^\s{\\])\s*(\\[A-Za-z]+|[^\s{\\])")
+
+
 def normalize_answer(text: str) -> str:
-    """Cosmetic normalisation: math delimiters, spacing commands, ``\\dfrac``, trailing dot."""
-    cleaned = text.strip()
+    """Cosmetic normalisation: delimiters, spacing, ``\\dfrac``, ``1,\\!000``, trailing punctuation.
+
+    Also drops ``\\phantom{…}`` and a leading ``\\approx``, and braces bare
+    ``\\frac\\pi 2`` arguments.
+    """
+    cleaned = _THIN_THOUSANDS_RE.sub("", text.strip()).rstrip(".,").strip()
     for opener, closer in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
         if cleaned.startswith(opener) and cleaned.endswith(closer) and len(cleaned) >= 2 * len(opener):
             cleaned = cleaned[len(opener):len(cleaned) - len(closer)].strip()
     cleaned = _SPACING_RE.sub(" ", cleaned)
+    cleaned = _PHANTOM_RE.sub("", cleaned)
+    cleaned = re.sub(r"^\\approx\s*", "", cleaned)
     cleaned = cleaned.replace("\\dfrac", "\\frac").replace("\\tfrac", "\\frac")
+    cleaned = _BARE_FRAC_RE.sub(r"\\frac{\1}{\2}", cleaned)
     cleaned = cleaned.replace("\\left", "").replace("\\right", "")
     cleaned = re.sub(r"\s+", " ", cleaned).strip()
-    return cleaned.rstrip(".").strip()
+    return cleaned.rstrip(".,").strip()
 
 
 def _plain_number(text: str) -> Fraction | None:
@@ -82,38 +95,73 @@ def _plain_number(text: str) -> Fraction | None:
     return None
 
 
-def equivalent(answer: str, gold: str, limits: Limits = DEFAULT_LIMITS) -> bool:
+def equivalent(answer: str, gold: str, limits: Limits = DEFAULT_LIMITS, *,
+               text_shortcut: bool = True) -> bool:
     """Whether ``answer`` is mathematically the same as ``gold``.
 
-    Raises a typed :class:`~app.execution.errors.ExecutionError` for hostile
-    input (too long, too deep, macro definitions, numbers too large to compare).
+    With ``text_shortcut`` equal normalised texts and equal plain numbers are
+    decided without parsing.  Text that math-verify cannot parse at all is
+    compared as normalised text.  Raises a typed
+    :class:`~app.execution.errors.ExecutionError` for hostile input (too long,
+    too deep, macro definitions, numbers too large to compare).
     """
     check_answer_text(answer, limits)
     check_answer_text(gold, limits)
     left, right = normalize_answer(answer), normalize_answer(gold)
-    if left == right:
-        return True
-    left_number, right_number = _plain_number(left), _plain_number(right)
-    if left_number is not None and right_number is not None:
-        return left_number == right_number
-    return _verify(left, right, limits)
-
-
-def _verify(answer: str, gold: str, limits: Limits) -> bool:
-    from math_verify import LatexExtractionConfig, parse, verify
-
-    in_main_thread = threading.current_thread() is threading.main_thread()
-    seconds = 5 if in_main_thread else None
-    config = [LatexExtractionConfig(boxed_match_priority=0)]
-    parsed_gold = parse("\\boxed{" + gold + "}", config, parsing_timeout=seconds)  # type: ignore[arg-type]
-    parsed_answer = parse("\\boxed{" + answer + "}", config, parsing_timeout=seconds)  # type: ignore[arg-type]
+    if text_shortcut:
+        if left == right:
+            return True
+        left_number, right_number = _plain_number(left), _plain_number(right)
+        if left_number is not None and right_number is not None:
+            return left_number == right_number
+    parsed_gold = _parse(right, limits) if right else []
+    parsed_answer = _parse(left, limits) if left else []
     if not parsed_gold or not parsed_answer:
-        return False
-    for item in (*parsed_gold, *parsed_answer):
-        if isinstance(item, sympy.Basic):
+        return left == right
+    return _verify_parsed(parsed_gold, parsed_answer)
+
+
+def self_equivalent(gold: str, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """``equivalent(gold, gold)`` through the parser, without the text shortcut.
+
+    This is what "gold ≡ gold" is meant to establish: the answer survives the
+    full equivalence path (parse, guards, verify).
+    """
+    return equivalent(gold, gold, limits, text_shortcut=False)
+
+
+def parses_to_math(answer: str, limits: Limits = DEFAULT_LIMITS) -> bool:
+    """Whether math-verify turns ``answer`` into a sympy object (not just text)."""
+    check_answer_text(answer, limits)
+    normalized = normalize_answer(answer)
+    parsed = _parse(normalized, limits) if normalized else []
+    return any(isinstance(item, (sympy.Basic, sympy.MatrixBase)) for item in parsed)
+
+
+def _seconds() -> int | None:
+    """math-verify's signal timeouts work only in the main thread; elsewhere: off."""
+    return 5 if threading.current_thread() is threading.main_thread() else None
+
+
+def _parse(text: str, limits: Limits) -> list[object]:
+    from math_verify import LatexExtractionConfig, parse
+
+    config = [LatexExtractionConfig(boxed_match_priority=0)]
+    parsed = parse("\\boxed{" + text + "}", config, parsing_timeout=_seconds())  # type: ignore[arg-type]
+    for item in parsed:
+        if isinstance(item, sympy.MatrixBase):
+            for element in item:
+                guard_sympy(element, limits)
+        elif isinstance(item, sympy.Basic):
             guard_sympy(item, limits)
+    return list(parsed)
+
+
+def _verify_parsed(gold: list[object], answer: list[object]) -> bool:
+    from math_verify import verify
+
     try:
-        return bool(verify(parsed_gold, parsed_answer, timeout_seconds=seconds))  # type: ignore[arg-type]
+        return bool(verify(gold, answer, timeout_seconds=_seconds()))  # type: ignore[arg-type]
     except ExecutionError:
         raise
     except Exception:  # math-verify failing on odd objects means "not shown equal"

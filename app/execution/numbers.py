@@ -14,9 +14,10 @@ from fractions import Fraction
 
 import sympy
 
-__all__ = ["NumberMention", "find_numbers", "NUMBER_KINDS"]
+__all__ = ["NumberMention", "find_numbers", "NUMBER_KINDS", "MAX_NUMERAL_CHARS"]
 
 NUMBER_KINDS: tuple[str, ...] = ("integer", "decimal", "fraction", "percent", "money", "word")
+MAX_NUMERAL_CHARS = 100  # longer digit runs are not reported as numbers
 
 
 @dataclass(frozen=True)
@@ -51,8 +52,8 @@ _NUMERIC_RE = re.compile(
     rf"(?P<sign>[{_MINUS}](?=\$ ?\.?\d|\.?\d))?"
     rf"(?P<dollar>\$ ?)?"
     rf"(?P<num>{_NUMERAL})"
-    rf"(?:(?P<mixed> (?P<mnum>\d+)/(?P<mden>\d+))(?![\d/]))?"
-    rf"(?:(?P<slash>/)(?P<den>\d+)(?![\d/.]))?"
+    rf"(?:(?P<mixed> (?P<mnum>\d{{1,18}})/(?P<mden>\d{{1,18}}))(?![\d/]))?"
+    rf"(?:(?P<slash>/)(?P<den>\d{{1,18}})(?![\d/.]))?"
     rf"(?P<ufrac>[{_UFRAC_CLASS}])?"
     rf"(?P<pct> ?%| percent\b)?"
 )
@@ -108,6 +109,9 @@ def _numeric_mentions(text: str) -> list[NumberMention]:
         match = _NUMERIC_RE.search(text, pos)
         if match is None:
             break
+        if len(match.group("num")) > MAX_NUMERAL_CHARS:  # not a quantity; also keeps int() cheap
+            pos = match.end()
+            continue
         mention = _numeric_from_match(text, match)
         found.extend(mention)
         pos = max(match.start() + 1, mention[-1].end if mention else match.start() + 1)

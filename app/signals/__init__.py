@@ -31,7 +31,8 @@ Building blocks, by module:
   indices``, ``jsd_boundaries(smoothed, JSDConfig) -> token indices``,
   ``segments_from_boundaries(boundaries, n_tokens) -> list[(start, end)]``.
 * ``iaf``: ``iaf_matrix(rows, problem_token_range, segments) -> (n_seg, n_problem)``,
-  ``segment_input_mass(rows, problem_token_range, segments)``, ``input_fraction(rows, range) -> (n,)``,
+  ``segment_input_mass(rows, problem_token_range, segments)``, ``problem_segment_sums`` /
+  ``iaf_from_sums`` / ``mass_from_sums`` (both from one pass), ``input_fraction(rows, range) -> (n,)``,
   ``input_fraction_per_head(layer_attention (H,n,T), range) -> (H,n)``,
   ``implicit_steps(fraction (n,)|(H,n), IAFConfig) -> list[(start, end)]``,
   ``implicit_segment_mask(segments, runs, n_tokens, min_coverage)``, ``segment_means(values, segments)``,
@@ -66,6 +67,7 @@ from app.signals.alignment import (
     token_char_spans,
     token_spans_to_char_spans,
     trim_span,
+    word_start_tokens,
 )
 from app.signals.clauses import (
     Region,
@@ -81,11 +83,14 @@ from app.signals.clauses import (
 from app.signals.config import ClauseConfig, IAFConfig, JSDConfig, OperandConfig, SignalConfig
 from app.signals.iaf import (
     high_iaf_tokens,
+    iaf_from_sums,
     iaf_matrix,
     implicit_segment_mask,
     implicit_steps,
     input_fraction,
     input_fraction_per_head,
+    mass_from_sums,
+    problem_segment_sums,
     segment_input_mass,
     segment_means,
 )
@@ -99,6 +104,7 @@ from app.signals.jsd import (
     jsd_trace,
     segments_from_boundaries,
     smooth_trace,
+    snap_boundaries,
 )
 from app.signals.operands import (
     OperandMatch,
@@ -131,6 +137,7 @@ __all__ = [
     "detect_peaks",
     "expand_to_clauses",
     "high_iaf_tokens",
+    "iaf_from_sums",
     "iaf_matrix",
     "implicit_segment_mask",
     "implicit_steps",
@@ -145,11 +152,13 @@ __all__ = [
     "locate_problem",
     "match_operand",
     "match_operands",
+    "mass_from_sums",
     "match_step_operands",
     "merge_spans",
     "parse_problem",
     "problem_regions",
     "problem_regions_per_segment",
+    "problem_segment_sums",
     "problem_tokens",
     "regions_from_io_tags",
     "render_spans",
@@ -158,8 +167,10 @@ __all__ = [
     "segment_means",
     "segments_from_boundaries",
     "smooth_trace",
+    "snap_boundaries",
     "step_dependencies",
     "token_char_spans",
     "token_spans_to_char_spans",
     "trim_span",
+    "word_start_tokens",
 ]

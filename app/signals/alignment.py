@@ -13,6 +13,7 @@ Token spans and char spans are half-open ``(start, end)`` pairs; arrays of them 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = [
     "trim_span",
     "render_spans",
     "render_token_spans",
+    "word_start_tokens",
     "SPAN_OPEN",
     "SPAN_CLOSE",
 ]
@@ -186,5 +188,21 @@ def render_token_spans(text: str, token_spans: Any, offsets: Any, labels: Sequen
     chars = token_spans_to_char_spans(token_spans, offsets, text)
     ok = chars[:, 0] >= 0
     shown = render_spans(text, chars[ok], None if labels is None else [labels[i] for i in np.flatnonzero(ok)])
-    missing = [f"[token span {tuple(int(v) for v in _spans(token_spans)[i])}] no characters" for i in np.flatnonzero(~ok)]
+    missing = [
+        f"[token span {tuple(int(v) for v in _spans(token_spans)[i])}] no characters" for i in np.flatnonzero(~ok)
+    ]
     return "\n".join([shown, *missing])
+
+
+def word_start_tokens(char_spans: Any, text: str) -> np.ndarray:
+    """Token char spans ``(n, 2)`` into ``text`` → bool ``(n,)``: True where a token does not continue
+    a word begun by an earlier token (its first char is not a word char preceded by a word char).
+
+    Empty tokens are False. Used to keep CoT segment boundaries at word starts.
+    """
+    spans = _spans(char_spans)
+    continues_word = np.zeros(len(text) + 1, dtype=bool)
+    for word in re.finditer(r"\w+", text):
+        continues_word[word.start() + 1 : word.end()] = True
+    starts = np.clip(spans[:, 0], 0, len(text))
+    return (spans[:, 1] > spans[:, 0]) & ~continues_word[starts]

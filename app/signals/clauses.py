@@ -71,24 +71,33 @@ class Region:
 
 @lru_cache(maxsize=8)
 def load_spacy(model_names: tuple[str, ...] = ClauseConfig().spacy_models) -> Any:
-    """Load the first spaCy pipeline in ``model_names`` that is installed (once per process).
+    """Load the first spaCy pipeline in ``model_names`` that is installed.
 
-    Tries ``spacy.load(name)`` and then the package's own ``load()``; raises ``OSError``
-    listing every name when none loads.
+    Each model is loaded once per process (shared by every name tuple that resolves to it).
+    Tries ``spacy.load(name)``, then the package's own ``load()``; raises ``OSError`` listing
+    every name when none loads.
     """
-    import spacy
-
     errors: list[str] = []
     for name in model_names:
         try:
-            return spacy.load(name)
-        except OSError as exc:  # not a registered package/path: try importing it as a module
-            errors.append(f"{name}: {exc}")
-        try:
-            return importlib.import_module(name).load()
-        except (ImportError, AttributeError, OSError) as exc:
-            errors.append(f"{name}: {exc}")
+            return _load_spacy_model(name)
+        except OSError as exc:
+            errors.append(str(exc))
     raise OSError("no spaCy model could be loaded: " + "; ".join(errors))
+
+
+@lru_cache(maxsize=8)
+def _load_spacy_model(name: str) -> Any:
+    import spacy
+
+    try:
+        return spacy.load(name)
+    except OSError as exc:  # not registered as a package or path: try importing it as a module
+        first = exc
+    try:
+        return importlib.import_module(name).load()
+    except (ImportError, AttributeError, OSError) as exc:
+        raise OSError(f"{name}: {first}; import: {exc}") from exc
 
 
 def latex_spans(text: str) -> list[tuple[int, int]]:
@@ -124,6 +133,13 @@ def _is_clause_head(token: Any, clause_deps: frozenset[str]) -> bool:
     return token.dep_ in clause_deps and token.pos_ in _CLAUSE_POS
 
 
+def _droppable(tok: Any, head: Any, trim_words: frozenset[str], leading: bool) -> bool:
+    """Edge tokens cut from a clause: punctuation, spaces, coordinators, leading connectives."""
+    if tok.is_punct or tok.is_space or tok.dep_ in ("cc", "punct"):
+        return True
+    return leading and tok.lower_ in trim_words and tok.i != head.i
+
+
 def _clause_table(doc: Any, config: ClauseConfig) -> tuple[np.ndarray, dict[int, tuple[int, int]]]:
     """Per spaCy token its clause head, and per head the clause's char span (trimmed hull)."""
     deps = frozenset(config.clause_deps)
@@ -139,26 +155,31 @@ def _clause_table(doc: Any, config: ClauseConfig) -> tuple[np.ndarray, dict[int,
         head_tok = doc[int(head)]
         sent = head_tok.sent
         members = [doc[int(i)] for i in np.flatnonzero(heads == head) if sent.start <= i < sent.end]
-
-        def droppable(tok: Any, leading: bool) -> bool:
-            if tok.is_punct or tok.is_space or tok.dep_ in ("cc", "punct"):
-                return True
-            return leading and tok.lower_ in trim_words and tok.i != head_tok.i
-
         lo, hi = 0, len(members)
-        while lo < hi and droppable(members[lo], leading=True):
+        while lo < hi and _droppable(members[lo], head_tok, trim_words, leading=True):
             lo += 1
-        while hi > lo and droppable(members[hi - 1], leading=False):
+        while hi > lo and _droppable(members[hi - 1], head_tok, trim_words, leading=False):
             hi -= 1
         kept = members[lo:hi] or [head_tok]
         spans[int(head)] = (kept[0].idx, kept[-1].idx + len(kept[-1].text))
     return heads, spans
 
 
+@lru_cache(maxsize=512)
+def _clause_index(
+    text: str, config: ClauseConfig
+) -> tuple[np.ndarray, dict[int, tuple[int, int]], np.ndarray, np.ndarray]:
+    """Per text (cached): clause head per spaCy token, clause span per head, token char starts/ends."""
+    doc = parse_problem(text, config)
+    heads, spans = _clause_table(doc, config)
+    starts = np.array([t.idx for t in doc], dtype=np.int64)
+    ends = starts + np.array([len(t.text) for t in doc], dtype=np.int64)
+    return heads, spans, starts, ends
+
+
 def clause_spans(text: str, config: ClauseConfig = ClauseConfig()) -> list[tuple[int, int]]:
     """All clauses of ``text`` as char spans, sorted (useful for inspection and rendering)."""
-    _, spans = _clause_table(parse_problem(text, config), config)
-    return sorted(set(spans.values()))
+    return sorted(set(_clause_index(text, config)[1].values()))
 
 
 def merge_spans(
@@ -168,8 +189,7 @@ def merge_spans(
     out: list[list[int]] = []
     for s, e in sorted((int(a), int(b)) for a, b in spans if b > a):
         if out and (
-            s <= out[-1][1]
-            or (merge_whitespace_gaps and text is not None and not text[out[-1][1]:s].strip())
+            s <= out[-1][1] or (merge_whitespace_gaps and text is not None and not text[out[-1][1] : s].strip())
         ):
             out[-1][1] = max(out[-1][1], e)
         else:
@@ -185,14 +205,9 @@ def _expand_to_latex(span: tuple[int, int], math: Sequence[tuple[int, int]]) -> 
     return s, e
 
 
-def _clauses_for_chars(
-    text: str, char_spans: np.ndarray, config: ClauseConfig
-) -> list[tuple[tuple[int, int], str]]:
+def _clauses_for_chars(text: str, char_spans: np.ndarray, config: ClauseConfig) -> list[tuple[tuple[int, int], str]]:
     """For each seed char span: (enclosing clause hull, source) — unmerged, same order."""
-    doc = parse_problem(text, config)
-    heads, spans = _clause_table(doc, config)
-    starts = np.array([t.idx for t in doc], dtype=np.int64)
-    ends = starts + np.array([len(t.text) for t in doc], dtype=np.int64)
+    heads, spans, starts, ends = _clause_index(text, config)
     math = latex_spans(text) if config.latex_atomic else []
     out: list[tuple[tuple[int, int], str]] = []
     for s, e in char_spans:
@@ -206,9 +221,7 @@ def _clauses_for_chars(
     return out
 
 
-def expand_to_clauses(
-    text: str, char_spans: Any, config: ClauseConfig = ClauseConfig()
-) -> list[tuple[int, int]]:
+def expand_to_clauses(text: str, char_spans: Any, config: ClauseConfig = ClauseConfig()) -> list[tuple[int, int]]:
     """Seed char spans (e.g. high-IAF tokens) → sorted, merged char regions of their clauses.
 
     Each seed maps to the clause(s) of the spaCy tokens it overlaps (a seed over no spaCy
@@ -232,7 +245,9 @@ def _regions_from_seeds(
     merged = merge_spans([span for span, _ in expanded], problem_text, config.merge_whitespace_gaps)
     regions: list[Region] = []
     for s, e in merged:
-        members = [(int(seed), src) for seed, (span, src) in zip(seeds, expanded, strict=True) if s <= span[0] and span[1] <= e]
+        members = [
+            (int(seed), src) for seed, (span, src) in zip(seeds, expanded, strict=True) if s <= span[0] and span[1] <= e
+        ]
         overlapping = (token_spans[:, 0] < e) & (token_spans[:, 1] > s) & (token_spans[:, 1] > token_spans[:, 0])
         source = "clause" if any(src == "clause" for _, src in members) else "token"
         regions.append(Region(int(s), int(e), float(iaf[overlapping].sum()), source, tuple(m for m, _ in members)))
@@ -271,4 +286,3 @@ def problem_regions_per_segment(
     if matrix.ndim != 2:
         raise ValueError("iaf must be (n_segments, n_problem)")
     return [problem_regions(problem_text, problem_token_char_spans, row, config) for row in matrix]
-

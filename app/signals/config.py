@@ -80,7 +80,10 @@ class IAFConfig(_Frozen):
     )
     implicit_min_tokens: int = Field(default=8, ge=1, description="Minimum run length (tokens) of an implicit step.")
     implicit_segment_coverage: float = Field(
-        default=0.5, ge=0.0, le=1.0, description="A segment is implicit when this share of its tokens is in implicit runs."
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="A segment is implicit when this share of its tokens is in implicit runs.",
     )
     high_iaf_top_k: int = Field(default=5, ge=1, description="At most this many high-IAF problem tokens per step.")
     high_iaf_min_ratio: float = Field(
@@ -101,7 +104,7 @@ class ClauseConfig(_Frozen):
     clause_deps: tuple[str, ...] = Field(
         default=("ROOT", "conj", "parataxis", "advcl", "relcl", "acl", "csubj", "csubjpass"),
         description="Dependency labels that start a clause (for a verb/aux head; ROOT always does). "
-        "Complements (ccomp, xcomp) stay inside their clause: \"decided to give her $15\".",
+        'Complements (ccomp, xcomp) stay inside their clause: "decided to give her $15".',
     )
     trim_words: tuple[str, ...] = Field(
         default=("then", "also", "so", "and", "but", "or"),

@@ -27,6 +27,9 @@ from app.signals.config import IAFConfig
 
 __all__ = [
     "iaf_matrix",
+    "iaf_from_sums",
+    "mass_from_sums",
+    "problem_segment_sums",
     "segment_input_mass",
     "input_fraction",
     "input_fraction_per_head",
@@ -40,12 +43,42 @@ _PUNCT_ONLY = re.compile(r"^[\W_]*$", re.UNICODE)
 
 
 def _segment_sums(values: np.ndarray, segments: Sequence[tuple[int, int]]) -> np.ndarray:
-    """Sum ``values`` (n, ...) over each half-open row range; prefix sums, no per-token loop."""
+    """Sum ``values`` (n, ...) over each half-open row range → float64 ``(n_segments, ...)``.
+
+    Segments that tile ``[0, n)`` in order (what ``segments_from_boundaries`` returns) use one
+    ``np.add.reduceat``; any other set of ranges uses prefix sums.  No per-token loop either way.
+    """
     seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
-    if seg.size and (seg.min() < 0 or seg.max() > values.shape[0] or np.any(seg[:, 0] > seg[:, 1])):
-        raise ValueError(f"segments out of range for {values.shape[0]} tokens")
+    n = values.shape[0]
+    if seg.size and (seg.min() < 0 or seg.max() > n or np.any(seg[:, 0] > seg[:, 1])):
+        raise ValueError(f"segments out of range for {n} tokens")
+    tiles = (
+        seg.shape[0] > 0
+        and seg[0, 0] == 0
+        and seg[-1, 1] == n
+        and np.all(seg[:, 1] > seg[:, 0])
+        and np.all(seg[1:, 0] == seg[:-1, 1])
+    )
+    if tiles:
+        return np.add.reduceat(values.astype(np.float64), seg[:, 0], axis=0)
     prefix = np.concatenate([np.zeros((1, *values.shape[1:]), np.float64), np.cumsum(values, axis=0, dtype=np.float64)])
     return prefix[seg[:, 1]] - prefix[seg[:, 0]]
+
+
+def problem_segment_sums(
+    rows: Any, problem_token_range: tuple[int, int], segments: Sequence[tuple[int, int]]
+) -> np.ndarray:
+    """CoT rows ``(n_cot, T)`` → per segment, the attention summed over its tokens on each problem
+    token ``(n_segments, n_problem)`` float64 (the numerator of IAF)."""
+    a = to_numpy(rows)
+    p0, p1 = check_range(problem_token_range, a.shape[1], "problem_token_range")
+    return _segment_sums(a[:, p0:p1], segments)
+
+
+def iaf_from_sums(sums: np.ndarray) -> np.ndarray:
+    """Per-segment attention sums on the problem tokens ``(n_segments, n_problem)`` → IAF rows."""
+    total = sums.sum(axis=1, keepdims=True)
+    return np.divide(sums, total, out=np.zeros_like(sums), where=total > 0)
 
 
 def iaf_matrix(rows: Any, problem_token_range: tuple[int, int], segments: Sequence[tuple[int, int]]) -> np.ndarray:
@@ -54,20 +87,23 @@ def iaf_matrix(rows: Any, problem_token_range: tuple[int, int], segments: Sequen
     Columns are problem tokens ``0 … n_problem-1`` (= absolute positions ``problem_token_range``).
     Each row sums to 1, or is all zeros when the segment put no mass on the problem.
     """
-    a = to_numpy(rows)
-    p0, p1 = check_range(problem_token_range, a.shape[1], "problem_token_range")
-    sums = _segment_sums(a[:, p0:p1], segments)
-    total = sums.sum(axis=1, keepdims=True)
-    return np.divide(sums, total, out=np.zeros_like(sums), where=total > 0)
+    return iaf_from_sums(problem_segment_sums(rows, problem_token_range, segments))
 
 
-def segment_input_mass(rows: Any, problem_token_range: tuple[int, int], segments: Sequence[tuple[int, int]]) -> np.ndarray:
+def segment_input_mass(
+    rows: Any, problem_token_range: tuple[int, int], segments: Sequence[tuple[int, int]]
+) -> np.ndarray:
     """Mean attention mass per CoT token on the problem tokens, per segment ``(n_segments,)``
     (the denominator of IAF divided by the segment length; low = an ungrounded step)."""
-    a = to_numpy(rows)
-    p0, p1 = check_range(problem_token_range, a.shape[1], "problem_token_range")
-    mass = a[:, p0:p1].sum(axis=1, dtype=np.float64)
-    return segment_means(mass, segments)
+    return mass_from_sums(problem_segment_sums(rows, problem_token_range, segments), segments)
+
+
+def mass_from_sums(sums: np.ndarray, segments: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per-segment sums on the problem ``(n_segments, n_problem)`` → mean mass per token ``(n_segments,)``."""
+    seg = np.asarray(segments, dtype=np.int64).reshape(-1, 2)
+    lengths = (seg[:, 1] - seg[:, 0]).astype(np.float64)
+    total = sums.sum(axis=1)
+    return np.divide(total, lengths, out=np.zeros_like(total), where=lengths > 0)
 
 
 def segment_means(values: Any, segments: Sequence[tuple[int, int]]) -> np.ndarray:

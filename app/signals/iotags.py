@@ -46,7 +46,7 @@ def regions_from_io_tags(tags: Any, offsets: Any, text: str | None = None) -> np
     if t.shape != (off.shape[0],):
         raise ValueError(f"tags {t.shape} do not match {off.shape[0]} tokens")
     edges = np.flatnonzero(np.diff(np.concatenate(([0], t.astype(np.int8), [0]))))
-    starts, ends = edges[0::2], edges[1::2]
+    starts = edges[0::2]
     if starts.size == 0:
         return np.zeros((0, 2), dtype=np.int64)
     nonempty = off[:, 1] > off[:, 0]

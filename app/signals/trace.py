@@ -10,14 +10,15 @@ import numpy as np
 from app.signals.arrays import check_range, to_numpy
 from app.signals.config import SignalConfig
 from app.signals.iaf import (
-    iaf_matrix,
+    iaf_from_sums,
     implicit_segment_mask,
     implicit_steps,
     input_fraction,
-    segment_input_mass,
+    mass_from_sums,
+    problem_segment_sums,
     segment_means,
 )
-from app.signals.jsd import jsd_boundaries, jsd_trace, segments_from_boundaries, smooth_trace
+from app.signals.jsd import jsd_boundaries, jsd_trace, segments_from_boundaries, smooth_trace, snap_boundaries
 
 __all__ = ["TraceSignals", "compute_trace_signals"]
 
@@ -67,6 +68,7 @@ def compute_trace_signals(
     cot_token_range: tuple[int, int],
     config: SignalConfig = SignalConfig(),
     input_fraction_per_head: Any | None = None,
+    boundary_allowed: Any | None = None,
 ) -> TraceSignals:
     """Aggregated CoT attention rows → :class:`TraceSignals`.
 
@@ -76,7 +78,9 @@ def compute_trace_signals(
     range of the problem-text tokens (template excluded).  ``cot_token_range``: absolute
     half-open range of the CoT tokens (``n_cot`` long).  ``input_fraction_per_head``:
     optional ``(H, n_cot)`` (or ``(n_cot,)``) input fractions for implicit-step detection;
-    when absent they are computed from ``rows`` over the problem tokens.
+    when absent they are computed from ``rows`` over the problem tokens.  ``boundary_allowed``:
+    optional bool ``(n_cot,)``; boundaries are snapped back to allowed tokens (word starts), so a
+    segment never starts mid-word.
     """
     a = to_numpy(rows)
     if a.ndim != 2:
@@ -88,6 +92,8 @@ def compute_trace_signals(
     raw = jsd_trace(a, cot, problem, config.jsd)
     smoothed = smooth_trace(raw, config.jsd)
     boundaries = jsd_boundaries(smoothed, config.jsd)
+    if boundary_allowed is not None:
+        boundaries = snap_boundaries(boundaries, boundary_allowed)
     segments = segments_from_boundaries(boundaries, n_cot)
 
     if input_fraction_per_head is None:
@@ -98,13 +104,14 @@ def compute_trace_signals(
         if fraction.shape != (n_cot,):
             raise ValueError(f"input_fraction_per_head has {fraction.shape[0]} tokens, rows have {n_cot}")
     runs = implicit_steps(fraction, config.iaf)
+    sums = problem_segment_sums(a, problem, segments)
     return TraceSignals(
         jsd_raw=raw,
         jsd_smoothed=smoothed,
         boundaries=boundaries,
         segments=segments,
-        iaf=iaf_matrix(a, problem, segments),
-        segment_input_mass=segment_input_mass(a, problem, segments),
+        iaf=iaf_from_sums(sums),
+        segment_input_mass=mass_from_sums(sums, segments),
         input_fraction=fraction,
         segment_input_fraction=segment_means(fraction, segments),
         implicit_runs=runs,

@@ -23,6 +23,7 @@ import torch
 
 from app.signals.trace import TraceSignals, compute_trace_signals
 from app.signals.config import SignalConfig
+from app.signals.alignment import word_start_tokens
 from app.signals.clauses import Region, problem_regions_per_segment
 from app.teacher.capture import CaptureMethod, CapturedAttention, SampleLayout, streamed_capture
 from app.teacher.loading import Teacher
@@ -168,6 +169,7 @@ def build_reading(
         cot_token_range=encoded.cot_token_range,
         config=config.signals,
         input_fraction_per_head=captured.head_input_fraction,
+        boundary_allowed=word_start_tokens(encoded.cot_char_spans, cot),
     )
     regions = problem_regions_per_segment(problem, encoded.problem_char_spans, signals.iaf, config.signals)
     return TeacherReading(

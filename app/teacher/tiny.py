@@ -26,24 +26,30 @@ BASE_CORPUS = [
 ]
 
 
-def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int = 1000) -> PreTrainedTokenizerFast:
-    """A byte-level BPE tokenizer (GPT-2/Qwen style, lossless, with char offsets) trained on ``texts``."""
+def train_bpe_tokenizer(
+    texts: Iterable[str], vocab_size: int = 1000, trim_offsets: bool = False
+) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer (Qwen style: lossless, ChatML template) trained on ``texts``.
+
+    With ``trim_offsets=False`` (as in Qwen2) a token's char offsets include its leading space.
+    Deterministic for a given corpus.
+    """
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
-    tokenizer.post_processor = processors.ByteLevel(trim_offsets=False)
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=trim_offsets)
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
         special_tokens=SPECIAL_TOKENS,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator([*BASE_CORPUS, *texts], trainer=trainer)
+    tokenizer.train_from_iterator(list(texts), trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
-        bos_token=None,
+        additional_special_tokens=["<|im_start|>"],
     )
     fast.chat_template = CHAT_TEMPLATE
     return fast
@@ -66,7 +72,7 @@ def build_tiny_teacher(
     ``initializer_range`` 0.2 (vs. 0.02 for real training) makes the random attention peaked
     rather than near-uniform, so IAF selects some tokens and clause expansion has work to do.
     """
-    tokenizer = train_bpe_tokenizer(texts, vocab_size=vocab_size)
+    tokenizer = train_bpe_tokenizer([*BASE_CORPUS, *texts], vocab_size=vocab_size)
     config = Qwen2Config(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,

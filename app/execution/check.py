@@ -1,0 +1,104 @@
+"""Check a dataset file's reference solutions without a database (pure, read-only).
+
+``check_solutions`` is what ``mycelium check-solutions FILE --dataset … --json``
+prints.  For GSM8K it builds a program from every computation of each
+reference solution (annotations, plain arithmetic, equations) and counts how
+often its *final* result is the ``####`` answer.  For MATH it checks that a
+``\\boxed{…}`` answer is found, that the gold answer is equivalent to itself
+through the full parser (a parseability check, not string equality), and
+counts the LaTeX steps the program builder keeps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from app.execution.answers import extract_boxed, split_gsm8k_solution
+from app.execution.equivalence import self_equivalent
+from app.execution.errors import ExecutionError
+from app.execution.text_steps import find_annotations
+from app.execution.validate import validate_solution
+
+__all__ = ["check_solutions", "read_jsonl"]
+
+Progress = Callable[[int], None]  # called with the number of records done so far
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    """Records of a JSON Lines file (blank lines skipped)."""
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+def check_solutions(path: Path, dataset: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Summary of a dataset file's reference solutions (see the module docstring).
+
+    GSM8K: ``{"total", "annotated", "reproduced", "failures_by_reason"}`` —
+    ``annotated`` counts records with at least one ``<<…>>``; ``reproduced``
+    counts records (annotated or not) whose program's final result equals the
+    gold answer; failures are keyed by ``ValidationResult.reason``.
+
+    MATH: ``{"total", "boxed_found", "self_equivalent", "parsed_steps",
+    "failures_by_reason"}`` — ``parsed_steps`` is the total number of program
+    steps kept over all solutions; failure keys are ``boxed_not_found``,
+    ``not_self_equivalent`` (or the typed error's reason) and, for solutions
+    whose program does not reproduce the gold answer, ``program_<reason>``.
+    """
+    if dataset == "gsm8k":
+        return _check_gsm8k(path, progress)
+    if dataset == "math":
+        return _check_math(path, progress)
+    raise ValueError(f"unknown dataset {dataset!r}; expected 'gsm8k' or 'math'")
+
+
+def _check_gsm8k(path: Path, progress: Progress | None) -> dict[str, Any]:
+    total = annotated = reproduced = 0
+    failures: Counter[str] = Counter()
+    for record in read_jsonl(path):
+        total += 1
+        reasoning, gold = split_gsm8k_solution(record.get("answer", ""))
+        if find_annotations(reasoning):
+            annotated += 1
+        result = validate_solution(record.get("question", ""), reasoning, gold, "gsm8k")
+        if result.correct:
+            reproduced += 1
+        else:
+            failures[result.reason or "unknown"] += 1
+        if progress is not None:
+            progress(total)
+    return {"total": total, "annotated": annotated, "reproduced": reproduced,
+            "failures_by_reason": dict(sorted(failures.items()))}
+
+
+def _check_math(path: Path, progress: Progress | None) -> dict[str, Any]:
+    total = boxed_found = equivalent_to_itself = parsed_steps = 0
+    failures: Counter[str] = Counter()
+    for record in read_jsonl(path):
+        total += 1
+        solution = record.get("solution", "")
+        gold = extract_boxed(solution)
+        if gold is None:
+            failures["boxed_not_found"] += 1
+        else:
+            boxed_found += 1
+            try:
+                if self_equivalent(gold):
+                    equivalent_to_itself += 1
+                else:
+                    failures["not_self_equivalent"] += 1
+            except ExecutionError as error:
+                failures[error.reason] += 1
+        result = validate_solution(record.get("problem", ""), solution, gold, "math")
+        parsed_steps += len(result.program.get("steps", []))
+        if not result.correct:
+            failures[f"program_{result.reason or 'unknown'}"] += 1
+        if progress is not None:
+            progress(total)
+    return {"total": total, "boxed_found": boxed_found, "self_equivalent": equivalent_to_itself,
+            "parsed_steps": parsed_steps, "failures_by_reason": dict(sorted(failures.items()))}
