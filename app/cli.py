@@ -231,7 +231,7 @@ def select_problem_ids(dataset: str | None, split: str | None, limit: int | None
 
 @app.command()
 def extract(
-    teacher: Annotated[str, typer.Option("--teacher", help="Hugging Face model name or local directory.")],
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Hugging Face model name or local directory [default: TEACHER_MODEL].")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset name (gsm8k, math).")] = None,
     split: Annotated[Optional[str], typer.Option(help="train / dev / test.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="At most this many problems (in id order).")] = None,
@@ -239,8 +239,8 @@ def extract(
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget (generate mode); truncation is recorded.")] = 1024,
     batch_size: Annotated[int, typer.Option(help="Problems per forward pass.")] = 4,
     layers: Annotated[str, typer.Option(help="Comma-separated layer indices to capture (negative = from the end).")] = "-1",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16, float16.")] = "auto",
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16, float16 [default: TEACHER_DTYPE].")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1 … [default: TEACHER_DEVICE].")] = None,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Let from_pretrained fetch from the hub.")] = False,
     queue: Annotated[bool, typer.Option("--queue", help="Submit a job to the workers instead of running inline.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
@@ -251,13 +251,16 @@ def extract(
     Re-running skips problems already extracted with the same teacher configuration; a failing
     problem is recorded as failed and the batch goes on.
     """
-    from app.signals.config import JSDConfig, SignalConfig
     from app.teacher.run import ExtractionConfig
 
     if mode not in ("forced", "generate"):
         raise typer.BadParameter("--mode must be forced or generate")
     ensure_schema()
-    signals = SignalConfig(jsd=JSDConfig(layers=tuple(int(x) for x in layers.split(","))))
+    settings = get_settings()
+    teacher = teacher or settings.teacher_model
+    dtype = dtype or settings.teacher_dtype
+    device = device or settings.teacher_device
+    signals = signal_config(layers)
     config = ExtractionConfig(mode=mode, max_new_tokens=max_new_tokens, batch_size=batch_size, signals=signals)
     problem_ids = select_problem_ids(dataset, split, limit)
     if queue:
@@ -273,6 +276,13 @@ def extract(
     report = run_extraction(problem_ids, teacher, config, dtype=dtype, device=device, local_files_only=not allow_download)
     if as_json:
         print(json.dumps(report.as_dict()))
+
+
+def signal_config(layers: str = "-1"):
+    """Signal settings for a comma-separated layer list (the same as the workers' ``extract`` kind)."""
+    from app.signals.config import JSDConfig, SignalConfig
+
+    return SignalConfig(jsd=JSDConfig(layers=tuple(int(x) for x in layers.split(","))))
 
 
 def run_extraction(problem_ids: list[int], teacher_name: str, config, *, dtype: str, device: str, local_files_only: bool):
@@ -429,7 +439,8 @@ def demo(
     validate(dataset=None, split=None, limit=None, queue=False, as_json=False)
     teacher_path = teacher or str(ensure_tiny_teacher(settings.mycelium_home / "tiny-teacher"))
     problem_ids = select_problem_ids("gsm8k", None, limit) + select_problem_ids("math", None, limit)
-    run_extraction(problem_ids, teacher_path, ExtractionConfig(mode="forced"), dtype="auto", device="auto",
+    run_extraction(problem_ids, teacher_path, ExtractionConfig(mode="forced", signals=signal_config()),
+                   dtype=settings.teacher_dtype, device=settings.teacher_device,
                    local_files_only=teacher is None)
     validate(dataset=None, split=None, limit=None, queue=False, as_json=False)
     stats(as_json=False)

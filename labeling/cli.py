@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import sys
 import time
 from pathlib import Path
@@ -263,6 +264,10 @@ def review_serve(
 # --------------------------------------------------------------------------- labelstudio
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 @labelstudio_app.command("install")
 def labelstudio_install() -> None:
     """Create the cached Label Studio venv and its pre-migrated data-dir template."""
@@ -310,6 +315,7 @@ def labelstudio_start(
         f"(only for a new data dir)\n  LABEL_STUDIO_URL={server.url}\n  LABEL_STUDIO_API_KEY={token}\n"
         f"  log: {server.log_path}\nCtrl-C stops it."
     )
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while server.is_running():
             time.sleep(1)

@@ -37,3 +37,4 @@ class Computation:
     source: str  # one of SOURCES
     rhs: Node | None = None
     equation_text: str | None = None
+    assigns: str | None = None  # "C = 3*24+6": the unknown this value is given to

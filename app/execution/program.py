@@ -168,6 +168,8 @@ def build_program(problem_text: str, computations: Sequence[Computation],
             if new[-1].step.op == "EQUATION":
                 (name,) = _unknowns(computation.tree) | _unknowns(computation.rhs)
                 unknowns[name] = new[-1].step.id
+            elif computation.assigns is not None:
+                unknowns[computation.assigns] = new[-1].step.id
     if built and last_claim_percent:
         last = built[-1]
         value = evaluate_op("TO_PERCENT", [last.value], limits)

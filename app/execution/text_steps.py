@@ -35,8 +35,8 @@ __all__ = ["find_computations", "find_annotations"]
 
 _ANNOTATION_RE = re.compile(r"<<([^<>\n]{0,500})>>")
 _TEXT_TOKEN_RE = re.compile(
-    r"(?P<num>(?:\d+ (?:and )?)?\d+/\d+(?![\d.,/%])"
-    r"|(?:\$\s*)?(?:(?<=\$)\d{1,3}(?: \d{3})+(?![\d/])|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+    r"(?P<num>(?:\d+ (?:and )?)?\d{1,2}/\d+(?![\d.,/%])"
+    r"|(?:\$\s*)?(?:\d{1,3}(?: \d{3})+(?![\d/])|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
     r"|\.\d+)(?:\s?%)?)"
     r"|(?P<op>\*\*|//|[-+*/^×÷−–·⋅√])"
     r"|(?P<lp>[(\[])|(?P<rp>[)\]])"
@@ -46,6 +46,7 @@ _TEXT_TOKEN_RE = re.compile(
     r"|(?P<other>.)"
 )
 _NOT_VARIABLES = frozenset({"a", "A", "I"})
+_GLUED_LETTER_RE = re.compile(r"(?<![\w.])\d+([A-Za-z])(?![\w])")  # "3A", "9s": an unknown
 _MAX_UNIT_WORDS = 6
 _CLAUSE_WORDS = frozenset({
     "because", "so", "then", "which", "since", "if", "is", "are", "was", "were", "will",
@@ -55,7 +56,7 @@ _WORD_OPERATORS: dict[str, str] = {
     "plus": "+", "minus": "-", "times": "*", "equals": "=", "equal": "=",
 }
 _WORD_OPERATOR_PAIRS: dict[tuple[str, str], str] = {
-    ("divided", "by"): "/", ("multiplied", "by"): "*",
+    ("divided", "by"): "/", ("divided", "into"): "/", ("multiplied", "by"): "*",
 }
 
 
@@ -87,10 +88,11 @@ def find_computations(cot: str, limits: Limits = DEFAULT_LIMITS,
         if computation is not None:
             found.append(computation)
     masked = _mask(cot, annotations)
+    glued = set(_GLUED_LETTER_RE.findall(masked))
     offset = 0
     for line in masked.split("\n"):
         deadline.check("plain arithmetic")
-        for computation in _line_computations(line, offset, limits, deadline):
+        for computation in _line_computations(line, offset, limits, deadline, glued):
             twins = [other for other in found if _is_twin(computation, other)]
             if not twins:
                 found.append(computation)
@@ -142,7 +144,7 @@ def _is_twin(computation: Computation, annotation: Computation) -> bool:
     return bool(written & {annotation.claimed.value, annotation.claimed.literal})
 
 
-def _tokens(line: str) -> list[_Tok]:
+def _tokens(line: str, glued: set[str] | None = None) -> list[_Tok]:
     tokens: list[_Tok] = []
     attached = True
     for match in _TEXT_TOKEN_RE.finditer(line):
@@ -157,9 +159,9 @@ def _tokens(line: str) -> list[_Tok]:
             tokens.append(token)
         attached = True
     tokens = _merge_word_operators(tokens)
-    glued = {token.text for index, token in enumerate(tokens)
-             if token.kind == "word" and len(token.text) == 1 and token.attached
-             and index > 0 and tokens[index - 1].kind == "num"}
+    glued = set(glued or ()) | {token.text for index, token in enumerate(tokens)
+                                if token.kind == "word" and len(token.text) == 1 and token.attached
+                                and index > 0 and tokens[index - 1].kind == "num"}
     return [_classify(tokens, index, glued) for index in range(len(tokens))]
 
 
@@ -186,7 +188,10 @@ def _merge_word_operators(tokens: list[_Tok]) -> list[_Tok]:
     while index < len(tokens):
         token = tokens[index]
         following = tokens[index + 1] if index + 1 < len(tokens) else None
-        previous_is_operand = bool(merged) and merged[-1].kind in ("num", "rp")
+        back = len(merged) - 1
+        while back >= 0 and len(merged) - back <= 3 and merged[back].kind == "word":
+            back -= 1  # "14 boys plus 11 girls": unit words may sit between
+        previous_is_operand = back >= 0 and merged[back].kind in ("num", "rp")
         if token.kind == "word" and previous_is_operand and following is not None:
             pair = (token.text.lower(), following.text.lower())
             if pair in _WORD_OPERATOR_PAIRS:
@@ -208,8 +213,8 @@ def _merge_word_operators(tokens: list[_Tok]) -> list[_Tok]:
 def _classify(tokens: list[_Tok], index: int, glued: set[str]) -> _Tok:
     """Decide whether a word is a multiplication sign, an unknown, or just a word.
 
-    ``glued`` holds letters written glued to a number on the same line
-    (``3A``): elsewhere on that line they are unknowns too (``A + 3A``).
+    ``glued`` holds letters written glued to a number in the CoT (``3A``):
+    elsewhere they are unknowns too (``A + 3A``, ``we get a = 26``).
     """
     token = tokens[index]
     if token.kind != "word":
@@ -317,6 +322,11 @@ def _trim(part: list[_Tok]) -> list[_Tok]:
         part = part[:-1]
     while part and part[0].kind == "op" and part[0].text not in ("-", "−", "√"):
         part = part[1:]
+    opened = sum(token.kind == "lp" for token in part) - sum(token.kind == "rp" for token in part)
+    while opened > 0 and part and part[0].kind == "lp":  # "(2/3*6=4 miles)"
+        part, opened = part[1:], opened - 1
+    while opened < 0 and part and part[-1].kind == "rp":
+        part, opened = part[:-1], opened + 1
     return part
 
 
@@ -331,12 +341,12 @@ def _parse_part(part: list[_Tok], limits: Limits) -> Node | None:
         return None
 
 
-def _line_computations(line: str, offset: int, limits: Limits,
-                       deadline: Deadline) -> list[Computation]:
+def _line_computations(line: str, offset: int, limits: Limits, deadline: Deadline,
+                       glued: set[str] | None = None) -> list[Computation]:
     found: list[Computation] = []
     if not any(char.isdigit() for char in line):
         return found
-    for run in _runs(_tokens(line)):
+    for run in _runs(_tokens(line, glued)):
         parts = [_trim(part) for part in _split_parts(run)]
         if len(parts) < 2 or any(not part for part in parts[1:-1]):
             continue
@@ -359,11 +369,20 @@ def _computations_of_run(line: str, offset: int, parts: list[list[_Tok]],
             start, end = offset + parts[0][0].start, offset + parts[1][-1].end
             return [Computation("value", lhs, rhs, line[start - offset:end - offset],
                                 start, end, "equation")]
+        start, end = offset + parts[0][0].start, offset + parts[1][-1].end
+        source_text = line[start - offset:end - offset]
+        if bare and (isinstance(lhs, Apply) or isinstance(rhs, Apply)):  # "C = 3*24+6"
+            name, value = (lhs.name, rhs) if isinstance(lhs, Var) else (rhs.name, lhs)  # type: ignore[union-attr]
+            if isinstance(value, Apply) and not variables_in(value):
+                return [Computation("value", value, None, source_text, start, end, "arithmetic",
+                                    assigns=name)]
         if not bare and (isinstance(lhs, Apply) or isinstance(rhs, Apply)):
-            start = offset + parts[0][0].start
-            end = offset + parts[1][-1].end
+            as_units = _letters_as_units(parts, limits, deadline)
+            if as_units is not None:  # "900g - 400g = 500g": the letter is a unit
+                tree, claimed = as_units
+                return [Computation("value", tree, claimed, source_text, start, end, "arithmetic")]
             equation_text = f"{_part_text(parts[0])} = {_part_text(parts[1])}"
-            return [Computation("equation", lhs, None, line[start - offset:end - offset],
+            return [Computation("equation", lhs, None, source_text,
                                 start, end, "equation", rhs, equation_text)]
     for index, tree in enumerate(trees):
         if not isinstance(tree, Apply) or variables_in(tree):
@@ -381,6 +400,18 @@ def _computations_of_run(line: str, offset: int, parts: list[list[_Tok]],
     return found
 
 
+def _letters_as_units(parts: list[list[_Tok]], limits: Limits,
+                      deadline: Deadline) -> tuple[Node, Num] | None:
+    """``4.8 L / 1.2 L = 4``: without its letters, a computation that agrees with its result."""
+    plain = [[token for token in part if token.kind != "var"] for part in parts]
+    if any(not part for part in plain):
+        return None
+    tree, claimed = _parse_part(plain[0], limits), _parse_part(plain[1], limits)
+    if isinstance(tree, Apply) and isinstance(claimed, Num) and _agrees(tree, claimed, limits, deadline):
+        return tree, claimed
+    return None
+
+
 def _part_text(part: list[_Tok]) -> str:
     """Normalised text of tokens: spaces kept only where the CoT had them."""
     pieces: list[str] = []
@@ -396,8 +427,8 @@ def _canonical_number(text: str) -> str:
     text = re.sub(r"\s+and\s+", " ", text)
     text = re.sub(r"\$\s+", "$", text)
     text = re.sub(r"\s+%", "%", text)
-    if text.startswith("$"):
-        text = re.sub(r"(?<=\d) (?=\d{3})", "", text)
+    if re.fullmatch(r"\$?\d{1,3}(?: \d{3})+(?:\.\d+)?%?", text):  # "1 500 000"
+        text = text.replace(" ", "")
     return text
 
 
