@@ -43,7 +43,7 @@ def run_gsm8k(path: Path) -> None:
     print(json.dumps(summary, indent=2))
     annotated = summary["annotated"] or 1
     print(f"gsm8k reproduced/annotated = {summary['reproduced']}/{summary['annotated']}"
-          f" = {summary['reproduced'] / annotated:.4f}")
+          f" = {summary['reproduced'] / annotated:.4f}  (issue's ratio; 'reproduced' counts every record)")
     print(f"gsm8k reproduced/total     = {summary['reproduced']}/{summary['total']}"
           f" = {summary['reproduced'] / max(summary['total'], 1):.4f}")
     print(f"gsm8k wall time {seconds:.1f} s ({1000 * seconds / max(summary['total'], 1):.2f} ms/record)")
@@ -66,7 +66,8 @@ def gsm8k_details(path: Path) -> None:
             final_ops[final_op] = final_ops.get(final_op, 0) + 1
         else:
             failures.append((index, result.reason or "unknown", gold, result.answer))
-    print(f"gsm8k reproduced among annotated = {strict}/{annotated} = {strict / max(annotated, 1):.4f}")
+    print(f"gsm8k reproduced among annotated = {strict}/{annotated} = {strict / max(annotated, 1):.4f}"
+          "  (strict: annotated records only)")
     print(f"gsm8k final op of reproduced programs: {dict(sorted(final_ops.items()))}")
     print("gsm8k failures (line index, reason, gold, program answer):")
     for index, reason, gold, answer in failures:

@@ -35,7 +35,14 @@ from sqlalchemy import text  # noqa: E402
 from app.db.migrate import upgrade  # noqa: E402
 from app.db.session import get_engine, session_scope  # noqa: E402
 from tests.conftest import create_database, drop_database, use_database  # noqa: E402
-from tests.workers_harness import REDIS_URL, WorkerProcess, publisher_app, wait_for  # noqa: E402
+from tests.workers_harness import (  # noqa: E402
+    REDIS_URL,
+    WorkerProcess,
+    delete_redis_keys,
+    publisher_app,
+    unique_key_prefix,
+    wait_for,
+)
 from workers.submit import submit_job  # noqa: E402
 
 DEFAULT_DATA = Path("/work/shared/data/gsm8k_train.jsonl")
@@ -78,11 +85,8 @@ def task_run_times(worker: WorkerProcess) -> list[float]:
 def queued_run(n_workers: int, database_url: str, logs: Path) -> tuple[float, int, float]:
     """Seconds from submission to the job's end with ``n_workers`` single-process workers;
     tasks sent; seconds spent inside tasks (all workers)."""
-    config = {
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "MYCELIUM_WORKER_BROKER_KEY_PREFIX": f"mycelium-bench-{uuid.uuid4().hex[:8]}:",
-    }
+    prefix = unique_key_prefix("bench")
+    config = {"DATABASE_URL": database_url, "CELERY_BROKER_URL": REDIS_URL, "MYCELIUM_WORKER_BROKER_KEY_PREFIX": prefix}
     empty_results()
     run = uuid.uuid4().hex[:6]
     workers = [WorkerProcess(config, logs / f"{run}-{i}.log") for i in range(n_workers)]
@@ -97,6 +101,7 @@ def queued_run(n_workers: int, database_url: str, logs: Path) -> tuple[float, in
     finally:
         for worker in workers:
             worker.stop()
+        delete_redis_keys(prefix)
     assert state["status"] == "succeeded" and state["done"] == state["total"], state
     run_times = [seconds for worker in workers for seconds in task_run_times(worker)]
     assert len(run_times) == submission.tasks_sent, (len(run_times), submission.tasks_sent)

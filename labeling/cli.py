@@ -297,13 +297,14 @@ def labelstudio_start(
 ) -> None:
     """Run Label Studio on loopback in the foreground until Ctrl-C."""
     from app.config import get_settings
-    from labeling.server import LabelStudioServerError, start
+    from labeling.server import DATABASE_FILE, LabelStudioServerError, start
 
     data_dir = data_dir.expanduser()
     token_file = data_dir / "mycelium-token"
     saved = token_file.read_text().strip() if token_file.exists() else None
     token = token or saved or get_settings().label_studio_api_key or secrets.token_hex(20)
     password = password or secrets.token_urlsafe(12)
+    fresh = not (data_dir / DATABASE_FILE).exists()
     try:
         server = start(port, data_dir, token, username=username, password=password)
     except LabelStudioServerError as error:
@@ -311,8 +312,9 @@ def labelstudio_start(
     token_file.write_text(token + "\n")
     token_file.chmod(0o600)
     console.print(
-        f"Label Studio {server.version} at {server.url}\n  user: {username}\n  password: {password} "
-        f"(only for a new data dir)\n  LABEL_STUDIO_URL={server.url}\n  LABEL_STUDIO_API_KEY={token}\n"
+        f"Label Studio {server.version} at {server.url}\n  user: {username}\n"
+        f"  password: {password if fresh else '(unchanged: set when the data dir was created)'}\n"
+        f"  LABEL_STUDIO_URL={server.url}\n  LABEL_STUDIO_API_KEY={token}\n"
         f"  log: {server.log_path}\nCtrl-C stops it."
     )
     signal.signal(signal.SIGTERM, _exit_on_sigterm)

@@ -35,10 +35,6 @@ class ImportOutcome:
     annotation_row_id: int | None = None
     labels_appended: tuple[int, ...] = ()
 
-    @property
-    def changed(self) -> bool:
-        return self.status in {"imported", "cancelled", "deleted", "stale"}
-
 
 def _review_task(session: Session, ls_task_id: int) -> ReviewTask | None:
     return session.scalar(select(ReviewTask).where(ReviewTask.ls_task_id == ls_task_id))

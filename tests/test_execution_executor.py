@@ -13,7 +13,7 @@ from app.execution.errors import (
     DivisionByZero, EvaluationTimeout, ExecutionError, ExponentTooLarge, InvalidProgram,
     NonNumeric, NumberTooLarge, UnsupportedOperation,
 )
-from app.execution.executor import execute_program, execute_program_json
+from app.execution.executor import execute_program_json
 from app.execution.limits import Deadline
 from app.execution.operations import evaluate_op, parse_literal
 

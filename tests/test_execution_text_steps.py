@@ -106,3 +106,20 @@ def test_fuzz_cot_parsing_never_crashes(cot: str) -> None:
         return
     for computation in found:
         assert 0 <= computation.start <= computation.end <= len(cot)
+
+
+@pytest.mark.parametrize(("line", "text", "value"), [
+    ("1 000 000 + 500 000 = 1 500 000 cars", "1 000 000 + 500 000 = 1 500 000", 1_500_000),
+    ("so 17 000/5 = 3 400 people", "17 000/5 = 3 400", 3400),
+    ("14 boys plus 11 girls equals 25 total", "14 boys plus 11 girls equals 25", 25),
+    ("56 boys divided into 4 classrooms equals 14 boys", "56 boys divided into 4 classrooms equals 14", 14),
+    ("a speed of (2/3*6=4 miles per hour)", "2/3*6=4", 4),
+    ("4.8 L / 1.2 L/hour = 4 hours", "4.8 L / 1.2 L/hour = 4", 4),
+])
+def test_more_unannotated_forms(line: str, text: str, value: object) -> None:
+    assert _summary(line) == [("arithmetic", text, value)]
+
+
+def test_assignment_to_an_unknown_is_remembered() -> None:
+    found = find_computations("3*24 +6=C\nC=<<78=78>>78")
+    assert [(c.kind, c.assigns) for c in found] == [("value", "C"), ("value", None)]

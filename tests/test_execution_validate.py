@@ -98,3 +98,10 @@ def test_runs_in_worker_threads() -> None:
     for thread in threads:
         thread.join(timeout=30)
     assert len(results) == 5 and all(result.correct for result in results)
+
+
+def test_assignments_to_an_unknown_are_computations() -> None:
+    cot = "Let C be the number of candy bars Seth sold\n3*24 +6=C\n72+6=C\nC=<<78=78>>78"
+    result = validate_solution("Seth sold 6 more than 3 times 24", cot, "78", "gsm8k")
+    assert result.correct
+    assert [step["op"] for step in result.program["steps"]] == ["MUL", "ADD", "ADD"]

@@ -6,6 +6,8 @@ result rows; workers are killed in teardown whatever happens.
 
 from __future__ import annotations
 
+import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +20,16 @@ import tests.workers_kinds  # noqa: F401  (registers the probe kind in this proc
 from app.db.models import ItemStatus, JobItem, Problem, Program, ProgramSource
 from app.db.session import session_scope
 from tests.conftest import FIXTURES, create_database, drop_database, use_database
-from tests.workers_harness import REDIS_URL, WorkerProcess, environment, job_state, publisher_app, wait_for
+from tests.workers_harness import (
+    REDIS_URL,
+    WorkerProcess,
+    delete_redis_keys,
+    environment,
+    job_state,
+    publisher_app,
+    unique_key_prefix,
+    wait_for,
+)
 from tests.workers_kinds import PROBE_TABLE_DDL
 from workers.jobs import cancel_job
 from workers.submit import submit_job
@@ -33,8 +44,6 @@ def workers_db() -> Iterator[str]:
     """A database of this module's own, migrated, with the probe table; DATABASE_URL points at it."""
     from app.db.migrate import upgrade
     from app.db.session import get_engine
-
-    import os
 
     name = f"mycelium_workers_{uuid.uuid4().hex[:10]}"
     url = create_database(name)
@@ -51,12 +60,10 @@ def workers_db() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def redis_config(workers_db: str) -> dict[str, str | None]:
-    return {
-        "DATABASE_URL": workers_db,
-        "CELERY_BROKER_URL": REDIS_URL,
-        "MYCELIUM_WORKER_BROKER_KEY_PREFIX": f"mycelium-test-{uuid.uuid4().hex[:8]}:",
-    }
+def redis_config(workers_db: str) -> Iterator[dict[str, str | None]]:
+    prefix = unique_key_prefix("test")
+    yield {"DATABASE_URL": workers_db, "CELERY_BROKER_URL": REDIS_URL, "MYCELIUM_WORKER_BROKER_KEY_PREFIX": prefix}
+    delete_redis_keys(prefix)
 
 
 @pytest.fixture(scope="module")
@@ -231,8 +238,6 @@ def test_cancel_stops_further_items(redis_worker: WorkerProcess, redis_app: Cele
         assert str(cancel_job(session, submission.id)) == "cancelled"
     done_at_cancel = job_state(submission.id)["done"]
 
-    import time
-
     time.sleep(2.0)  # longer than the item in flight (0.2 s) and the remaining no-op tasks
     state = job_state(submission.id)
     assert state["status"] == "cancelled"
@@ -246,10 +251,15 @@ def test_cancel_stops_further_items(redis_worker: WorkerProcess, redis_app: Cele
     assert probe_rows(params["tag"]) == rows  # nothing more ran
 
 
-def test_a_sigkilled_worker_is_finished_by_a_new_one(redis_config: dict[str, str | None], tmp_path: Path) -> None:
-    config = {**redis_config, "MYCELIUM_WORKER_BROKER_KEY_PREFIX": f"mycelium-test-{uuid.uuid4().hex[:8]}:"}
+@pytest.mark.parametrize("broker", ["redis", "sql"])
+def test_a_sigkilled_worker_is_finished_by_a_new_one(broker: str, workers_db: str, tmp_path: Path) -> None:
+    """Neither broker gives the killed worker's task back in time (Redis: after the visibility
+    timeout; the SQL transport: never); the new worker's start-up resumes the job."""
+    prefix = unique_key_prefix("test")
+    broker_url = REDIS_URL if broker == "redis" else f"sqla+{workers_db}"
+    config = {"DATABASE_URL": workers_db, "CELERY_BROKER_URL": broker_url, "MYCELIUM_WORKER_BROKER_KEY_PREFIX": prefix}
     app = publisher_app(config)
-    params = {"n": 10, "tag": f"kill-{uuid.uuid4().hex[:6]}", "sleep_s": 0.8}
+    params = {"n": 10, "tag": f"kill-{broker}-{uuid.uuid4().hex[:6]}", "sleep_s": 0.8}
     first = WorkerProcess(config, tmp_path / "first.log")
     second = None
     try:
@@ -277,3 +287,30 @@ def test_a_sigkilled_worker_is_finished_by_a_new_one(redis_config: dict[str, str
         first.kill()
         if second is not None:
             second.stop()
+        delete_redis_keys(prefix)
+
+
+def test_gpu_worker_extracts_with_a_tiny_teacher(redis_config: dict[str, str | None], tmp_path: Path) -> None:
+    """The ``extract`` kind through the gpu queue: one trace per problem, written by the worker."""
+    import json
+
+    from app.db.models import Trace, TraceStatus
+    from app.teacher.tiny import build_tiny_teacher
+
+    records = [json.loads(line) for line in (FIXTURES / "gsm8k_sample.jsonl").read_text().splitlines()]
+    teacher_dir = build_tiny_teacher(tmp_path / "teacher", [r["question"] + "\n" + r["answer"] for r in records])
+    problem_ids = ingest_sample("gsm8k")[:4]
+    params = {"teacher": str(teacher_dir), "mode": "forced", "batch_size": 2, "layers": "-1", "dtype": "float32",
+              "device": "cpu", "local_files_only": True}
+    worker = WorkerProcess(redis_config, tmp_path / "gpu.log", queues="gpu")
+    try:
+        submission = submit_job("extract", params, [str(i) for i in problem_ids], app=publisher_app(redis_config))
+        state = wait_for(submission.id, "finished", 120, worker)
+    finally:
+        worker.stop()
+    assert (state["status"], state["done"], state["total"], state["error"]) == ("succeeded", 4, 4, None)
+    with session_scope() as session:
+        traces = session.execute(
+            select(Trace.problem_id, Trace.status).where(Trace.problem_id.in_(problem_ids)).order_by(Trace.problem_id)
+        ).all()
+    assert [(row.problem_id, row.status) for row in traces] == [(i, TraceStatus.SUCCEEDED) for i in problem_ids]

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -121,6 +122,21 @@ class WorkerProcess:
 
     def log_tail(self, lines: int = 40) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def unique_key_prefix(purpose: str) -> str:
+    """A Redis key prefix of its own for one broker (see :func:`delete_redis_keys`)."""
+    return f"mycelium-{purpose}-{uuid.uuid4().hex[:8]}:"
+
+
+def delete_redis_keys(prefix: str) -> None:
+    """Remove what a test broker left in Redis (binding tables, queues) under ``prefix``."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}*"):
+        client.delete(key)
+    client.close()
 
 
 def job_state(job_id: int) -> dict[str, Any]:

@@ -66,6 +66,7 @@ def worker(
     from workers.celery_app import app
 
     names = parse_queues(queues)
+    _ensure_schema()
     defaults = worker_defaults(names, os.cpu_count() or 1)
     argv = [
         "worker",
@@ -74,6 +75,8 @@ def worker(
         "--pool", pool or defaults.pool,
         "--loglevel", loglevel,
         "--hostname", name or f"{'+'.join(names)}-{os.getpid()}@%h",
+        # No broadcast chatter: cancellation goes through the job table, and the SQL broker has no fanout.
+        "--without-mingle", "--without-gossip",
     ]
     app.worker_main(argv)
 

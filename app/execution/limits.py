@@ -26,7 +26,6 @@ class Limits:
     max_tokens: int = 400  # tokens in one expression
     max_nodes: int = 400  # sympy tree nodes of one parsed LaTeX expression
     max_exponent: int = 4_096  # |n| in x**n for integer n
-    max_base_bits: int = 4_096  # bit length of a base raised to a power
     max_value_bits: int = 20_000  # bit length of any numerator / denominator
     max_factorial: int = 1_000  # n in n!, and n in binomial(n, k)
     max_steps: int = 500  # steps in one program

@@ -115,9 +115,10 @@ def _numeric_mentions(text: str) -> list[NumberMention]:
         mention = _numeric_from_match(text, match)
         found.extend(mention)
         pos = max(match.start() + 1, mention[-1].end if mention else match.start() + 1)
+    attached = {m.end - 1 for m in found if m.text[-1] in _UNICODE_FRACTIONS}  # "2½"
     for match in _UFRAC_ALONE_RE.finditer(text):
         start = match.start()
-        if any(m.start <= start < m.end for m in found):
+        if start in attached:
             continue
         value = _UNICODE_FRACTIONS[match.group()]
         found.append(NumberMention(start, match.end(), match.group(), _rational(value), "fraction"))
@@ -237,8 +238,6 @@ def _parse_cardinal(text: str, words: list[tuple[int, int, str]], first: int) ->
             break
         consumed += 1
         index += 1
-    if consumed and index > first and words[index - 1][2] == "and":
-        consumed -= 1
     return (consumed, total + group) if consumed else (0, 0)
 
 

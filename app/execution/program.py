@@ -29,7 +29,8 @@ Representation choices:
   as its conclusion: a value-only annotation ``<<250=250>>`` equal to an
   earlier result, or ``x = 20`` after an equation solved for x.  An equation
   whose unknown is already solved and whose substitution holds (``2x = 20``)
-  is a value computation with a step operand for x.
+  is a value computation with a step operand for x; so is any later use of an
+  unknown given a value by an assignment (``C = 3*24+6``).
 * ``TO_PERCENT`` (x -> 100x) is appended when the final written result is a
   percent (``60% * 40% = 24%``: the answer is 24, in percent units).
 * ``result`` is the value computed from the operands when the program was built

@@ -3,13 +3,18 @@
 Three sources, merged in CoT order:
 
 * ``annotation`` — calculator annotations ``<<48/2=24>>`` (the left side is the
-  expression, the right side the written result);
+  expression, the right side the written result; a value-only annotation such
+  as ``<<250=250>>`` restates an earlier result);
 * ``arithmetic`` — plain arithmetic written without annotations, e.g.
   ``40 / 10 = 4 days``, ``$50 − $6 = $44``, ``0.2 x 50 = $10``,
-  ``50 snowballs / 200 snowballs * 100% = 25%`` (unit words between a number
-  and an operator are skipped; ``×``/``÷``/``−`` are operators);
+  ``50 snowballs / 200 snowballs * 100% = 25%``, ``$600/weekday * 5 = $3000``,
+  ``7 minus 6 equals 1``, ``158 * 1 1/2 = 237``, ``1 000 000 + 500 000 = …``:
+  unit words between a number and an operator and rate units after a slash
+  are skipped; ``×``/``÷``/``−``/``√`` and ``plus``/``minus``/``times``/
+  ``divided by``/``equals`` are operators; ``C = 3*24+6`` assigns an unknown;
 * ``equation`` — one-unknown equations such as ``9s = 117`` or
-  ``x+(2x-8)=40``, solved by the executor.
+  ``x+(2x-8)=40``, solved by the executor, and ``x = 20`` restating a solved
+  unknown.  A letter that cancels out (``4.8 L / 1.2 L = 4``) is a unit.
 
 A plain computation that repeats an annotation next to it (``48/2 =
 <<48/2=24>>24``) is dropped, and one whose value disagrees with its written
@@ -36,7 +41,7 @@ __all__ = ["find_computations", "find_annotations"]
 _ANNOTATION_RE = re.compile(r"<<([^<>\n]{0,500})>>")
 _TEXT_TOKEN_RE = re.compile(
     r"(?P<num>(?:\d+ (?:and )?)?\d{1,2}/\d+(?![\d.,/%])"
-    r"|(?:\$\s*)?(?:\d{1,3}(?: \d{3})+(?![\d/])|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
+    r"|(?:\$\s*)?(?:\d{1,3}(?: \d{3})+(?!\d)|(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?"
     r"|\.\d+)(?:\s?%)?)"
     r"|(?P<op>\*\*|//|[-+*/^×÷−–·⋅√])"
     r"|(?P<lp>[(\[])|(?P<rp>[)\]])"
@@ -255,7 +260,8 @@ def _runs(tokens: list[_Tok]) -> list[list[_Tok]]:
     while index < len(tokens):
         token = tokens[index]
         after_operand = bool(current) and current[-1].kind in ("num", "rp")
-        if token.kind == "op" and token.text == "/" and after_operand:
+        after_value = bool(current) and current[-1].kind in ("num", "rp", "var")
+        if token.kind == "op" and token.text == "/" and after_value:
             stop = _skip_rate_unit(tokens, index)
             if stop is not None:
                 index = stop
@@ -267,7 +273,7 @@ def _runs(tokens: list[_Tok]) -> list[list[_Tok]]:
             current.append(token)
             index += 1
             continue
-        if token.kind == "word" and after_operand:
+        if token.kind == "word" and after_value:
             stop = _skip_unit_words(tokens, index)
             if stop is not None:
                 index = stop

@@ -20,11 +20,11 @@ from app.execution.errors import ExecutionError, InputTooLong
 from app.execution.executor import execute_program
 from app.execution.latex_steps import find_latex_computations
 from app.execution.limits import DEFAULT_LIMITS, Deadline, Limits
-from app.execution.program import Program, build_program, program_to_json, rational_text
+from app.execution.program import build_program, program_to_json, rational_text
 from app.execution.text_steps import find_computations
 
-__all__ = ["ValidationResult", "validate_solution", "format_answer", "DATASETS",
-           "REASONS"]
+__all__ = ["ValidationResult", "validate_solution", "format_answer", "computations_for",
+           "DATASETS", "REASONS"]
 
 DATASETS: tuple[str, ...] = ("gsm8k", "math")
 # Reasons besides the ExecutionError reasons (errors.py):
@@ -57,11 +57,10 @@ def format_answer(value: sympy.Expr) -> str:
 
 def computations_for(cot_text: str, dataset: str, limits: Limits = DEFAULT_LIMITS,
                      deadline: Deadline | None = None) -> list[Computation]:
-    """Computations of a CoT: plain text for GSM8K, plain text plus LaTeX for MATH."""
+    """Computations of a CoT: plain-text parsing for GSM8K, LaTeX parsing for MATH."""
     if dataset == "gsm8k":
         return find_computations(cot_text, limits, deadline)
-    latex = find_latex_computations(cot_text, limits, deadline)
-    return latex
+    return find_latex_computations(cot_text, limits, deadline)
 
 
 def validate_solution(problem_text: str, cot_text: str, gold_answer: str | None,
@@ -88,23 +87,17 @@ def validate_solution(problem_text: str, cot_text: str, gold_answer: str | None,
     answer = format_answer(result.answer)
     if gold_answer is None or not gold_answer.strip():
         return ValidationResult(program_json, answer, True, False, "no_gold")
-    if _matches(result.answer, answer, gold_answer, dataset):
+    if _matches(answer, gold_answer):
         return ValidationResult(program_json, answer, True, True, None)
-    earlier = any(_matches(value, format_answer(value), gold_answer, dataset)
+    earlier = any(_matches(format_answer(value), gold_answer)
                   for step_id, value in result.values.items() if step_id != program.answer_step)
     return ValidationResult(program_json, answer, True, False,
                             "answer_not_final" if earlier else "answer_mismatch")
 
 
-def _matches(value: sympy.Expr, answer: str, gold: str, dataset: str) -> bool:
-    """Whether an executed value equals the gold answer (exactly, or mathematically)."""
+def _matches(answer: str, gold: str) -> bool:
+    """Whether an executed answer equals the gold answer mathematically (hostile gold: no)."""
     try:
         return equivalent(answer, gold)
     except ExecutionError:
         return False
-
-
-def program_answer(program: Program, limits: Limits = DEFAULT_LIMITS) -> str | None:
-    """Executed answer text of a program (``None`` when it has no steps)."""
-    result = execute_program(program, limits)
-    return format_answer(result.answer) if result.answer is not None else None
