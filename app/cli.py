@@ -18,6 +18,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from app.config import get_settings
+from labeling.cli import labelstudio_app, review_app, round_app
+from workers.cli import jobs_app, worker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLES_DIR = REPO_ROOT / "tests" / "fixtures"
@@ -32,6 +34,11 @@ db_app = typer.Typer(help="Database: migrate, print the URL, serve the embedded 
 show_app = typer.Typer(help="Render stored records for humans.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(show_app, name="show")
+app.add_typer(jobs_app, name="jobs")
+app.command("worker")(worker)
+app.add_typer(round_app, name="round")
+app.add_typer(review_app, name="review")
+app.add_typer(labelstudio_app, name="labelstudio")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -260,29 +267,30 @@ def extract(
     teacher = teacher or settings.teacher_model
     dtype = dtype or settings.teacher_dtype
     device = device or settings.teacher_device
-    signals = signal_config(layers)
-    config = ExtractionConfig(mode=mode, max_new_tokens=max_new_tokens, batch_size=batch_size, signals=signals)
+    params = {
+        "teacher": teacher, "mode": mode, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
+        "layers": layers, "dtype": dtype, "device": device, "local_files_only": not allow_download,
+    }
+    config = ExtractionConfig.from_params(params)
     problem_ids = select_problem_ids(dataset, split, limit)
     if queue:
-        from workers.submit import submit_job
-
-        params = {
-            "teacher": teacher, "mode": mode, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
-            "layers": layers, "dtype": dtype, "device": device, "local_files_only": not allow_download,
-        }
-        job = submit_job("extract", params, [str(i) for i in problem_ids])
-        console.print(f"submitted job {job.id} ({job.total} problems); watch it with `mycelium jobs watch {job.id}`")
+        submit_and_report("extract", params, problem_ids)
         return
     report = run_extraction(problem_ids, teacher, config, dtype=dtype, device=device, local_files_only=not allow_download)
     if as_json:
         print(json.dumps(report.as_dict()))
 
 
-def signal_config(layers: str = "-1"):
-    """Signal settings for a comma-separated layer list (the same as the workers' ``extract`` kind)."""
-    from app.signals.config import JSDConfig, SignalConfig
+def submit_and_report(kind: str, params: dict, problem_ids: list[int]) -> None:
+    """Submit a job to the workers (create-or-get) and say what happened."""
+    from workers.submit import submit_job
 
-    return SignalConfig(jsd=JSDConfig(layers=tuple(int(x) for x in layers.split(","))))
+    job = submit_job(kind, params, [str(i) for i in problem_ids])
+    if job.created:
+        console.print(f"submitted {kind} job {job.id}: {job.total} problems in {job.tasks_sent} tasks; "
+                      f"watch it with `mycelium jobs watch {job.id}`")
+    else:
+        console.print(f"{kind} job {job.id} already exists ({job.status}); {job.tasks_sent} tasks sent for unfinished items")
 
 
 def run_extraction(problem_ids: list[int], teacher_name: str, config, *, dtype: str, device: str, local_files_only: bool):
@@ -365,10 +373,7 @@ def validate(
     ensure_schema()
     problem_ids = select_problem_ids(dataset, split, limit)
     if queue:
-        from workers.submit import submit_job
-
-        job = submit_job("validate", {"dataset": dataset, "split": split}, [str(i) for i in problem_ids])
-        console.print(f"submitted job {job.id} ({job.total} problems); watch it with `mycelium jobs watch {job.id}`")
+        submit_and_report("validate", {"dataset": dataset, "split": split}, problem_ids)
         return
     verdicts: Counter[str] = Counter()
     for problem_id in track(problem_ids, description="validating", console=err_console, disable=as_json):
@@ -439,7 +444,7 @@ def demo(
     validate(dataset=None, split=None, limit=None, queue=False, as_json=False)
     teacher_path = teacher or str(ensure_tiny_teacher(settings.mycelium_home / "tiny-teacher"))
     problem_ids = select_problem_ids("gsm8k", None, limit) + select_problem_ids("math", None, limit)
-    run_extraction(problem_ids, teacher_path, ExtractionConfig(mode="forced", signals=signal_config()),
+    run_extraction(problem_ids, teacher_path, ExtractionConfig.from_params({"mode": "forced"}),
                    dtype=settings.teacher_dtype, device=settings.teacher_device,
                    local_files_only=teacher is None)
     validate(dataset=None, split=None, limit=None, queue=False, as_json=False)

@@ -36,19 +36,25 @@ def unavailable(reason: str) -> None:
     pytest.skip(f"Label Studio unavailable: {reason}")
 
 
+_SHARED: dict[str, object] = {}  # one server per test session, even if several modules import the fixtures
+
+
 @pytest.fixture(scope="session")
 def label_studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabelStudioServer]:
     """A running Label Studio (legacy token auth, SSRF protection off for loopback webhooks)."""
-    data_dir = tmp_path_factory.mktemp("label-studio") / "data"
-    try:
-        server = start(free_port(), data_dir, token=secrets.token_hex(20))
-    except LabelStudioServerError as error:
-        unavailable(str(error))
-        raise  # unreachable: unavailable() always raises
+    server = _SHARED.get("label_studio")
+    if not isinstance(server, LabelStudioServer) or not server.is_running():
+        data_dir = tmp_path_factory.mktemp("label-studio") / "data"
+        try:
+            server = start(free_port(), data_dir, token=secrets.token_hex(20))
+        except LabelStudioServerError as error:
+            unavailable(str(error))
+            raise  # unreachable: unavailable() always raises
+        _SHARED["label_studio"] = server
     try:
         yield server
     finally:
-        server.stop()
+        server.stop()  # idempotent: the last module's teardown finds it stopped
 
 
 @pytest.fixture(scope="session")
@@ -79,6 +85,10 @@ class WebhookReceiver:
 @pytest.fixture(scope="session")
 def webhook_receiver(database_url: str, label_studio: LabelStudioServer) -> Iterator[WebhookReceiver]:
     """``app.webhook`` served by uvicorn in a thread, importing into the test database."""
+    shared = _SHARED.get("webhook_receiver")
+    if isinstance(shared, WebhookReceiver):
+        yield shared
+        return
     import uvicorn
 
     from app.webhook import create_app
@@ -100,8 +110,11 @@ def webhook_receiver(database_url: str, label_studio: LabelStudioServer) -> Iter
             time.sleep(0.1)
     else:
         pytest.fail(f"webhook receiver did not start on {url}")
+    receiver = WebhookReceiver(url=url, secret=secret)
+    _SHARED["webhook_receiver"] = receiver
     try:
-        yield WebhookReceiver(url=url, secret=secret)
+        yield receiver
     finally:
+        _SHARED.pop("webhook_receiver", None)
         server.should_exit = True
         thread.join(timeout=10)

@@ -34,7 +34,11 @@ from tests.workers_kinds import PROBE_TABLE_DDL
 from workers.jobs import cancel_job
 from workers.submit import submit_job
 
-pytestmark = pytest.mark.slow
+pytestmark = [
+    pytest.mark.slow,
+    # kombu's SQL transport (5.7) still uses a loader strategy that SQLAlchemy 2.1 deprecates.
+    pytest.mark.filterwarnings("ignore:The ``noload`` loader strategy is deprecated"),
+]
 
 JOB_TIMEOUT_S = 60
 
@@ -228,6 +232,18 @@ def test_a_failing_item_fails_the_job_and_only_itself(redis_worker: WorkerProces
     assert items["002"][:2] == ("failed", 2)
     assert {attempts for key, (_s, attempts, _e) in items.items() if key != "002"} == {1}
     assert probe_rows(params["tag"]) == {key: 1 for key in ("000", "001", "003", "004", "005")}
+
+
+def test_a_transient_error_retries_the_task_with_backoff(
+    redis_worker: WorkerProcess, redis_app: Celery, tmp_path: Path
+) -> None:
+    params = {"n": 4, "tag": f"transient-{uuid.uuid4().hex[:6]}", "transient_once": ["001"], "marker_dir": str(tmp_path)}
+    submission = submit_job("probe", params, app=redis_app)
+    state = wait_for(submission.id, "finished", JOB_TIMEOUT_S, redis_worker)
+    assert (state["status"], state["done"], state["error"]) == ("succeeded", 4, None)
+    assert probe_rows(params["tag"]) == {f"{i:03d}": 1 for i in range(4)}
+    assert {attempts for _s, attempts, _e in item_states(submission.id).values()} == {1}  # the failed try left nothing
+    assert "TransientError" in redis_worker.log_tail(200) and "Retry in" in redis_worker.log_tail(200)
 
 
 def test_cancel_stops_further_items(redis_worker: WorkerProcess, redis_app: Celery) -> None:

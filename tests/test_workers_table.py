@@ -23,10 +23,17 @@ from workers.submit import prepare_job, run_job_inline
 
 @pytest.fixture()
 def probe_db(db_session: Session) -> Iterator[Session]:
+    """The session database with the probe table for the test's duration (schema checks must not see it)."""
     db_session.execute(text(PROBE_TABLE_DDL))
-    db_session.execute(text("TRUNCATE probe_results"))
     db_session.commit()
-    yield db_session
+    try:
+        yield db_session
+    finally:
+        db_session.rollback()
+        from app.db.session import get_engine
+
+        with get_engine().begin() as conn:
+            conn.execute(text("DROP TABLE probe_results"))
 
 
 def probe_keys(tag: str) -> list[str]:
@@ -167,6 +174,29 @@ def test_a_crash_mid_batch_leaves_no_rows_and_the_item_pending(probe_db: Session
     summary = run_job_items(job_id, limit=None, worker="recovering")
     assert (summary.succeeded, summary.status) == (2, "succeeded")
     assert probe_keys("crash") == ["000", "001", "002", "003"]
+
+
+def test_transient_errors_leave_items_pending_until_the_last_attempt(probe_db: Session, tmp_path) -> None:
+    from workers.kinds import TransientError
+    from workers.tasks import run_job_chunk
+
+    assert (run_job_chunk.acks_late, run_job_chunk.reject_on_worker_lost, run_job_chunk.max_retries) == (True, True, 5)
+    assert TransientError in run_job_chunk.autoretry_for and ValueError not in run_job_chunk.autoretry_for
+    assert run_job_chunk.retry_backoff is True
+
+    params = {"n": 2, "tag": "transient", "transient_once": ["000"], "marker_dir": str(tmp_path)}
+    job_id = new_probe_job(params)
+    with pytest.raises(TransientError):
+        run_job_items(job_id, limit=None, worker="w")
+    with session_scope() as session:
+        assert jobs.item_counts(session, job_id) == {"pending": 2}
+    (tmp_path / "transient-000").unlink()
+    summary = run_job_items(job_id, limit=None, worker="w", transient_is_final=True)
+    assert (summary.succeeded, summary.failed, summary.status) == (1, 1, "failed")
+    with session_scope() as session:
+        assert jobs.get_job(session, job_id).error == (
+            "1 of 2 items failed; first: item 000: TransientError: probe item 000: try again later"
+        )
 
 
 def test_cancel_then_resubmit_resumes_the_rest(probe_db: Session) -> None:

@@ -1,8 +1,9 @@
 """Test-only job kind ``probe``, loaded by test workers through ``MYCELIUM_WORKER_EXTRA_TASK_MODULES``.
 
 A probe item inserts one row into ``probe_results`` (no unique constraint, so a duplicate would
-show), then sleeps ``sleep_s`` — a worker killed during the sleep holds an uncommitted row — and
-raises for the keys listed in ``fail``.
+show), then sleeps ``sleep_s`` — a worker killed during the sleep holds an uncommitted row. It
+raises ``ValueError`` for the keys listed in ``fail``, and a ``TransientError`` the first time it
+meets a key listed in ``transient_once`` (remembered by a marker file in ``marker_dir``).
 """
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from sqlalchemy import text
 from sqlalchemy.orm import Session
 
-from workers.kinds import JobKind, Params, register
+from workers.kinds import JobKind, Params, TransientError, register
 
 PROBE_TABLE_DDL = """
 CREATE TABLE IF NOT EXISTS probe_results (
@@ -35,6 +37,11 @@ def process_probe(session: Session, params: Params, keys: Sequence[str]) -> None
     for key in keys:
         if key in params.get("fail", ()):
             raise ValueError(f"probe item {key} fails on purpose")
+        if key in params.get("transient_once", ()):
+            marker = Path(params["marker_dir"]) / f"{params['tag']}-{key}"
+            if not marker.exists():
+                marker.touch()
+                raise TransientError(f"probe item {key}: try again later")
         session.execute(
             text("INSERT INTO probe_results (tag, item_key, pid) VALUES (:tag, :key, :pid)"),
             {"tag": params["tag"], "key": key, "pid": os.getpid()},

@@ -99,7 +99,6 @@ def celery_config() -> dict[str, Any]:
         "result_serializer": "json",
         "accept_content": ["json"],
         "result_expires": 7 * 24 * 3600,
-        "worker_send_task_events": False,
     }
     if backend.startswith(("redis://", "rediss://")) and get_worker_settings().broker_key_prefix:
         config["result_backend_transport_options"] = {"global_keyprefix": get_worker_settings().broker_key_prefix}

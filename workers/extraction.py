@@ -21,7 +21,6 @@ from workers.problem_selection import problem_item_keys
 
 if TYPE_CHECKING:
     from app.teacher.loading import Teacher
-    from app.teacher.run import ExtractionConfig
 
 
 @lru_cache(maxsize=1)
@@ -32,22 +31,9 @@ def cached_teacher(name: str, dtype: str, device: str, local_files_only: bool) -
     return load_teacher(name, dtype=dtype, device=device, local_files_only=local_files_only)
 
 
-def extraction_config(params: Params) -> ExtractionConfig:
-    """The teacher run's configuration from a job's parameters."""
-    from app.signals.config import JSDConfig, SignalConfig
-    from app.teacher.run import ExtractionConfig
-
-    layers = tuple(int(x) for x in str(params.get("layers", "-1")).split(","))
-    return ExtractionConfig(
-        mode=params.get("mode", "forced"),
-        max_new_tokens=int(params.get("max_new_tokens", 1024)),
-        batch_size=int(params.get("batch_size", 4)),
-        signals=SignalConfig(jsd=JSDConfig(layers=layers)),
-    )
-
-
 def extract_problems(session: Session, params: Params, keys: Sequence[str]) -> dict[str, str]:
     """Run the teacher over the problems in ``keys`` not extracted yet; store each reading or failure."""
+    from app.teacher.run import ExtractionConfig
     from app.teacher.persist import get_or_create_teacher_config, pending_problem_ids, run_teacher, store_failure, store_reading
 
     teacher = cached_teacher(
@@ -56,7 +42,7 @@ def extract_problems(session: Session, params: Params, keys: Sequence[str]) -> d
         str(params.get("device", "auto")),
         bool(params.get("local_files_only", True)),
     )
-    config = extraction_config(params)
+    config = ExtractionConfig.from_params(params)
     teacher_config_id = get_or_create_teacher_config(session, teacher, config).id
     todo = pending_problem_ids(session, [int(key) for key in keys], teacher_config_id)
     rows = {p.id: p for p in session.scalars(select(Problem).where(Problem.id.in_(todo)))}

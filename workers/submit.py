@@ -18,7 +18,17 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from app.db.session import database_url, session_scope
-from workers.jobs import create_or_get_job, idempotency_key, job_summary, record_task_ids, reopen_job, stalled_jobs
+from workers.celery_app import RUN_CHUNK_TASK
+from workers.celery_app import app as celery_app
+from workers.jobs import (
+    create_or_get_job,
+    get_job,
+    idempotency_key,
+    job_summary,
+    record_task_ids,
+    reopen_job,
+    stalled_jobs,
+)
 from workers.kinds import JobKind, get_kind, registered_kinds
 from workers.runner import run_job_items, worker_name
 
@@ -43,12 +53,6 @@ class PreparedJob:
     created: bool
     to_run: int
     status: str
-
-
-def default_app() -> Celery:
-    from workers.celery_app import app
-
-    return app
 
 
 def prepare_job(kind: JobKind, params: Mapping[str, Any], item_keys: Sequence[str] | None = None) -> PreparedJob:
@@ -79,7 +83,7 @@ def submit_job(
     task_ids: list[str] = []
     if job.to_run:
         chunks = math.ceil(job.to_run / job_kind.chunk_size)
-        task_ids = send_chunks(app or default_app(), job.id, job_kind, [job_kind.chunk_size] * chunks)
+        task_ids = send_chunks(app or celery_app, job.id, job_kind, [job_kind.chunk_size] * chunks)
         with session_scope() as session:
             record_task_ids(session, job.id, task_ids)
     return Submission(id=job.id, total=job.total, created=job.created, tasks_sent=len(task_ids), status=job.status)
@@ -87,8 +91,6 @@ def submit_job(
 
 def send_chunks(app: Celery, job_id: int, kind: JobKind, limits: Sequence[int | None]) -> list[str]:
     """Send one chunk task per limit (None: drain the job); returns the task ids."""
-    from workers.celery_app import RUN_CHUNK_TASK
-
     task_ids = []
     with app.connection_for_write() as connection:
         for limit in limits:
@@ -110,8 +112,6 @@ def run_job_inline(
 
     The same job table and runner as the workers: an inline run and queued workers can share a job.
     """
-    from workers.jobs import get_job
-
     job = prepare_job(get_kind(kind), params, item_keys)
     run_job_items(job.id, limit=None, worker=worker_name("inline"), on_batch=on_batch)
     with session_scope() as session:

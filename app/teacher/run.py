@@ -14,15 +14,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
 
 from app.signals.trace import TraceSignals, compute_trace_signals
-from app.signals.config import SignalConfig
+from app.signals.config import JSDConfig, SignalConfig
 from app.signals.alignment import word_start_tokens
 from app.signals.clauses import Region, problem_regions_per_segment
 from app.teacher.capture import CaptureMethod, CapturedAttention, SampleLayout, streamed_capture
@@ -41,6 +41,17 @@ class ExtractionConfig:
     signals: SignalConfig = field(default_factory=SignalConfig)
     capture_method: CaptureMethod = "recompute"
     block_rows: int = 128  # CoT rows per recomputed attention block (recompute capture)
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> ExtractionConfig:
+        """From a job's / the CLI's parameters: mode, max_new_tokens, batch_size, layers ("-1,-2")."""
+        layers = tuple(int(x) for x in str(params.get("layers", "-1")).split(","))
+        return cls(
+            mode=params.get("mode", "forced"),
+            max_new_tokens=int(params.get("max_new_tokens", 1024)),
+            batch_size=int(params.get("batch_size", 4)),
+            signals=SignalConfig(jsd=JSDConfig(layers=layers)),
+        )
 
     def capture_settings(self) -> dict:
         return {

@@ -1,0 +1,1 @@
+"""Specialist training, and the simple stand-in learner used by the active-learning bench."""
