@@ -430,7 +430,8 @@ def demo(
 ) -> None:
     """The main job end to end: migrate, ingest the bundled GSM8K/MATH samples, validate the
     reference solutions by execution, extract attention signals with a teacher (forced mode),
-    validate the traces, and print the statistics.
+    validate the traces, open a review round (pushed to Label Studio when configured), and print
+    the statistics.
 
     With no --teacher it builds a tiny random-weight teacher under MYCELIUM_HOME: the pipeline
     runs for real, but its attention (hence its regions) is random. See the README for a real teacher.
@@ -448,7 +449,20 @@ def demo(
                    dtype=settings.teacher_dtype, device=settings.teacher_device,
                    local_files_only=teacher is None)
     validate(dataset=None, split=None, limit=None, queue=False, as_json=False)
+    demo_review_round()
     stats(as_json=False)
+
+
+def demo_review_round() -> None:
+    """Open an active-learning round (selection only) and push it when Label Studio is configured."""
+    from labeling.cli import review_push, round_start
+
+    round_start(budget=5, strategy="composite", split=["train"], max_similarity=0.6, seed=0, as_json=False)
+    if get_settings().label_studio_api_key:
+        review_push(number=None, project="Mycelium review", webhook_url=None, as_json=False)
+    else:
+        log.info("LABEL_STUDIO_API_KEY is unset: the round's tasks stay unpushed "
+                 "(`mycelium labelstudio start`, then `mycelium review push`)")
 
 
 def ensure_tiny_teacher(directory: Path) -> Path:
