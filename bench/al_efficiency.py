@@ -15,7 +15,7 @@ Starting from the same random seed set, each strategy labels ``--batch`` problem
 until the held-out accuracy reaches the target; ``labels_to_target`` is the mean over
 ``--seeds`` runs. Prints one JSON line.
 
-    python bench/al_efficiency.py [--data /work/shared/data/math_train.jsonl] [--strategy entropy]
+    python bench/al_efficiency.py [--data ../shared/data/math_train.jsonl] [--strategy entropy]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from labeling.selection import least_confidence, margin_uncertainty, normalized_
 from training.simple_learner import SoftmaxRegression, accuracy, featurize  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = [Path("/work/shared/data/math_train.jsonl"), REPO / "tests" / "fixtures" / "math_sample.jsonl"]
+DEFAULT_DATA = [REPO.parent / "shared" / "data" / "math_train.jsonl", REPO / "tests" / "fixtures" / "math_sample.jsonl"]
 UNCERTAINTY: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "entropy": normalized_entropy,
     "margin": margin_uncertainty,

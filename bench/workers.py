@@ -12,7 +12,7 @@ where o = (a − Σ task run times) / tasks in the one-worker run: the time the 
 task (submission, broker round trip, dispatch, acknowledgement), the run times being Celery's
 own "succeeded in" figures from the worker log. Tasks are chunks of 256 problems.
 
-    .venv/bin/python bench/workers.py [--data /work/shared/data/gsm8k_train.jsonl]
+    .venv/bin/python bench/workers.py [--data ../shared/data/gsm8k_train.jsonl]
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ from tests.workers_harness import (  # noqa: E402
 )
 from workers.submit import submit_job  # noqa: E402
 
-DEFAULT_DATA = Path("/work/shared/data/gsm8k_train.jsonl")
+DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_train.jsonl"
 PARAMS = {"dataset": "gsm8k"}
 TASK_RUN_TIME = re.compile(r"Task mycelium\.run_job_chunk\[[^]]+\] succeeded in ([0-9.]+)s")
 
