@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -48,12 +49,13 @@ def use_database(url: str | None, monkeypatch: pytest.MonkeyPatch | None = None)
     reset_engines()
 
 
-@pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """A fresh database migrated to head; DATABASE_URL points at it for the whole session."""
+@contextmanager
+def migrated_database(prefix: str) -> Iterator[str]:
+    """A fresh database migrated to head that DATABASE_URL points at; dropped (and the previous
+    DATABASE_URL restored) on exit."""
     from app.db.migrate import upgrade
 
-    name = f"mycelium_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     url = create_database(name)
     previous = os.environ.get("DATABASE_URL")
     try:
@@ -63,6 +65,13 @@ def database_url() -> Iterator[str]:
     finally:
         use_database(previous)
         drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """A fresh database migrated to head; DATABASE_URL points at it for the whole session."""
+    with migrated_database("mycelium_test") as url:
+        yield url
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ result rows; workers are killed in teardown whatever happens.
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from sqlalchemy import func, select, text
 import tests.workers_kinds  # noqa: F401  (registers the probe kind in this process too)
 from app.db.models import ItemStatus, JobItem, Problem, Program, ProgramSource
 from app.db.session import session_scope
-from tests.conftest import FIXTURES, create_database, drop_database, use_database
+from tests.conftest import FIXTURES, migrated_database
 from tests.workers_harness import (
     REDIS_URL,
     WorkerProcess,
@@ -46,21 +45,12 @@ JOB_TIMEOUT_S = 60
 @pytest.fixture(scope="module")
 def workers_db() -> Iterator[str]:
     """A database of this module's own, migrated, with the probe table; DATABASE_URL points at it."""
-    from app.db.migrate import upgrade
     from app.db.session import get_engine
 
-    name = f"mycelium_workers_{uuid.uuid4().hex[:10]}"
-    url = create_database(name)
-    previous = os.environ.get("DATABASE_URL")
-    try:
-        upgrade(url)
-        use_database(url)
+    with migrated_database("mycelium_workers") as url:
         with get_engine().begin() as conn:
             conn.execute(text(PROBE_TABLE_DDL))
         yield url
-    finally:
-        use_database(previous)
-        drop_database(name)
 
 
 @pytest.fixture(scope="module")

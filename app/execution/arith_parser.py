@@ -63,6 +63,11 @@ def check_nesting(text: str, limits: Limits = DEFAULT_LIMITS) -> None:
     """Refuse text longer or more deeply bracketed than ``limits`` allow (linear scan)."""
     if len(text) > limits.max_expression_chars:
         raise InputTooLong(f"{len(text)} chars > {limits.max_expression_chars}")
+    check_bracket_depth(text, limits)
+
+
+def check_bracket_depth(text: str, limits: Limits = DEFAULT_LIMITS) -> None:
+    """Refuse text whose ``([{`` nesting exceeds ``limits.max_depth`` (linear scan, no parsing)."""
     depth = 0
     for char in text:
         if char in "([{":

@@ -28,6 +28,7 @@ import sympy
 from app.execution.errors import (
     ExecutionError, ExponentTooLarge, ForbiddenInput, InputTooLong, TooComplex, TooDeep,
 )
+from app.execution.arith_parser import check_bracket_depth
 from app.execution.limits import DEFAULT_LIMITS, Limits
 
 __all__ = ["equivalent", "self_equivalent", "parses_to_math", "normalize_answer",
@@ -52,14 +53,7 @@ def check_answer_text(text: str, limits: Limits = DEFAULT_LIMITS) -> None:
         raise InputTooLong(f"answer of {len(text)} chars > {MAX_ANSWER_CHARS}")
     if _FORBIDDEN_RE.search(text):
         raise ForbiddenInput("TeX macro definitions and file commands are not accepted")
-    depth = 0
-    for char in text:
-        if char in "([{":
-            depth += 1
-            if depth > limits.max_depth:
-                raise TooDeep(f"nesting > {limits.max_depth}")
-        elif char in ")]}":
-            depth -= 1
+    check_bracket_depth(text, limits)
     if _FACTORIAL_RE.search(text) and (re.search(r"\d{5,}", text) or "^" in text):
         raise ExponentTooLarge("factorial/binomial of a possibly huge number")
 
