@@ -92,16 +92,5 @@ def promote_trace_labels(session: Session, trace_id: int) -> int:
         )
     ).all()
     for label in current:
-        session.add(
-            Label(
-                problem_id=label.problem_id,
-                task=label.task,
-                payload=label.payload,
-                source=LabelSource.EXECUTION,
-                confidence=label.confidence,
-                round_id=label.round_id,
-                trace_id=trace_id,
-                supersedes_id=label.id,
-            )
-        )
+        session.add(label.copy_with(source=LabelSource.EXECUTION, trace_id=trace_id, supersedes_id=label.id))
     return len(current)

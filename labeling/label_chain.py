@@ -64,7 +64,10 @@ def is_deleted(session: Session, ls_annotation_id: int) -> bool:
 
 
 def _append(session: Session, **fields: Any) -> Label:
-    label = Label(**fields)
+    return _save(session, Label(**fields))
+
+
+def _save(session: Session, label: Label) -> Label:
     session.add(label)
     session.flush()
     return label
@@ -200,19 +203,5 @@ def withdraw(
     for previous in _distinct_contents(displaced_labels(session, problem_id, task, rows)):
         if not _reinstatable(session, previous):
             continue
-        appended.append(
-            _append(
-                session,
-                problem_id=previous.problem_id,
-                task=previous.task,
-                payload=previous.payload,
-                source=previous.source,
-                confidence=previous.confidence,
-                round_id=previous.round_id,
-                trace_id=previous.trace_id,
-                model_id=previous.model_id,
-                annotation_id=previous.annotation_id,
-                supersedes_id=withdrawal.id,
-            )
-        )
+        appended.append(_save(session, previous.copy_with(supersedes_id=withdrawal.id)))
     return appended

@@ -342,6 +342,13 @@ class Label(Base):
     is_withdrawal: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = _created()
 
+    CONTENT_FIELDS = ("problem_id", "task", "payload", "source", "confidence", "round_id", "trace_id",
+                      "model_id", "annotation_id")
+
+    def copy_with(self, **changes: Any) -> Label:
+        """A new (unsaved) label with this one's content, ``changes`` applied (e.g. source, supersedes_id)."""
+        return Label(**({name: getattr(self, name) for name in self.CONTENT_FIELDS} | changes))
+
 
 class Program(Base):
     """A sympy program (DAG of steps, JSON) for a problem, with its execution verdict."""
