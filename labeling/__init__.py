@@ -3,5 +3,6 @@
 Pure core: ``selection`` (uncertainty scores, diverse batches), ``task_payload`` (task JSON),
 ``review_labels`` (annotation result → label payloads), ``config_xml`` (labeling interface).
 Shells: ``server`` (local Label Studio process), ``client`` (SDK), ``candidates`` / ``rounds`` /
-``push`` / ``importer`` / ``label_chain`` (Postgres), ``cli`` (typer apps).
+``push`` / ``importer`` / ``label_chain`` (Postgres), ``webhook`` (HTTP receiver), ``cli``
+(typer apps).
 """

@@ -252,7 +252,7 @@ def review_serve(
 ) -> None:
     """Run the Label Studio webhook receiver (and periodic reconciliation)."""
     from app.config import get_settings
-    from app.webhook import serve
+    from labeling.webhook import serve
 
     _ensure_schema()
     secret = get_settings().label_studio_webhook_secret

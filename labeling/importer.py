@@ -1,6 +1,6 @@
 """Import reviewers' annotations into labels — idempotent on (annotation id, updated_at).
 
-Two doors lead here: the webhook receiver (``app.webhook``) for each event as it happens, and
+Two doors lead here: the webhook receiver (``labeling.webhook``) for each event as it happens, and
 :func:`reconcile`, which pulls every review task's annotations from Label Studio and imports
 what the webhook missed (including deletions). Both may see the same version any number of
 times; only the first changes anything.

@@ -77,22 +77,22 @@ class WebhookReceiver:
 
     @property
     def webhook_url(self) -> str:
-        from app.webhook import WEBHOOK_PATH
+        from labeling.webhook import WEBHOOK_PATH
 
         return self.url + WEBHOOK_PATH
 
 
 @pytest.fixture(scope="session")
 def webhook_receiver(database_url: str, label_studio: LabelStudioServer) -> Iterator[WebhookReceiver]:
-    """``app.webhook`` served by uvicorn in a thread, importing into the test database."""
+    """``labeling.webhook`` served by uvicorn in a thread, importing into the test database."""
     shared = _SHARED.get("webhook_receiver")
     if isinstance(shared, WebhookReceiver):
         yield shared
         return
     import uvicorn
 
-    from app.webhook import create_app
     from labeling.client import connect
+    from labeling.webhook import create_app
 
     secret = secrets.token_hex(16)
     port = free_port()

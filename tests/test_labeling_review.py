@@ -20,12 +20,12 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from app.db.models import Annotation, AnnotationAction, Label, LabelSource, ReviewStatus, ReviewTask, Selection
-from app.webhook import PeriodicReconciler
 from labeling import client as ls
 from labeling.importer import reconcile
 from labeling.push import push_round
 from labeling.rounds import close_round, round_summary, start_round
 from labeling.server import LabelStudioServer
+from labeling.webhook import PeriodicReconciler
 from tests.labeling_seed import SEED, seed_problems
 from tests.labelstudio_fixtures import WebhookReceiver, label_studio, ls_client, webhook_receiver  # noqa: F401
 
