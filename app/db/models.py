@@ -338,12 +338,14 @@ class Label(Base):
     trace_id: Mapped[int | None] = mapped_column(ForeignKey("traces.id", ondelete="SET NULL"))
     model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id", ondelete="SET NULL"))
     annotation_id: Mapped[int | None] = mapped_column(ForeignKey("annotations.id", ondelete="SET NULL"))
+    # The execution-validated program the label was derived from (reference, teacher or human).
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id", ondelete="SET NULL"))
     supersedes_id: Mapped[int | None] = mapped_column(ForeignKey("labels.id", ondelete="SET NULL"), index=True)
     is_withdrawal: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
     created_at: Mapped[datetime] = _created()
 
     CONTENT_FIELDS = ("problem_id", "task", "payload", "source", "confidence", "round_id", "trace_id",
-                      "model_id", "annotation_id")
+                      "model_id", "annotation_id", "program_id")
 
     def copy_with(self, **changes: Any) -> Label:
         """A new (unsaved) label with this one's content, ``changes`` applied (e.g. source, supersedes_id)."""
@@ -378,14 +380,42 @@ class Program(Base):
     created_at: Mapped[datetime] = _created()
 
 
+class LabelSnapshot(Base):
+    """The current labels of one split at one moment, frozen for training (design §4.1).
+
+    ``content_hash`` hashes the labels' (problem content hash, task, payload) in a canonical
+    order, so the same labels give the same hash and one changed label a new one. ``label_ids``
+    and ``problem_ids`` name exactly what a model trained on (the contamination guard reads
+    ``problem_ids``); ``counts`` is ``{task: {"problems": n, "labels": n}}``.
+    """
+
+    __tablename__ = "label_snapshots"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    split: Mapped[Split] = mapped_column(_enum(Split, "split"))
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    counts: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    label_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    problem_ids: Mapped[list[int]] = mapped_column(ARRAY(Integer))
+    created_at: Mapped[datetime] = _created()
+
+
 # --------------------------------------------------------------------------- models & predictions
 
 
 class SpecialistModel(Base):
-    """A trained specialist (one of C1..C6) at one version."""
+    """A trained specialist (one of C1..C6) at one version.
+
+    A row is written only after its artifact (safetensors weights + config) is complete on disk,
+    with the artifact's sha256. (specialist, snapshot_hash, config_hash) is unique: training the
+    same labels snapshot with the same training config again returns the existing version.
+    """
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("specialist", "version"),)
+    __table_args__ = (
+        UniqueConstraint("specialist", "version"),
+        Index("uq_models_specialist_snapshot_config", "specialist", "snapshot_hash", "config_hash", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     specialist: Mapped[LabelTask] = mapped_column(_enum(LabelTask, "label_task"))
@@ -393,6 +423,11 @@ class SpecialistModel(Base):
     backbone: Mapped[str] = mapped_column(Text)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
     artifact_path: Mapped[str | None] = mapped_column(Text)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64))
+    snapshot_id: Mapped[int | None] = mapped_column(ForeignKey("label_snapshots.id", ondelete="SET NULL"))
+    snapshot_hash: Mapped[str | None] = mapped_column(String(64))
+    training_config: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    config_hash: Mapped[str | None] = mapped_column(String(64))
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = _created()
 
@@ -410,6 +445,35 @@ class Prediction(Base):
     payload: Mapped[dict[str, Any]] = mapped_column(JSONB)
     confidence: Mapped[float | None] = mapped_column(Float)
     round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = _created()
+
+
+class InferenceResult(Base):
+    """The pipeline's gold-blind answer to one problem under one model version (design §5).
+
+    Written by inference, which never sees gold; ``correct`` and ``in_beam`` are filled afterwards
+    by the evaluation module. ``candidates`` lists every executed candidate answer
+    ``[{"answer": str, "probability": float}]`` (for correct-in-beam). ``answer`` is NULL when no
+    candidate program executed (``no_answer_reason`` says why).
+    """
+
+    __tablename__ = "inference_results"
+    __table_args__ = (UniqueConstraint("problem_id", "model_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    problem_id: Mapped[int] = mapped_column(ForeignKey("problems.id", ondelete="CASCADE"), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    round_id: Mapped[int | None] = mapped_column(ForeignKey("rounds.id", ondelete="SET NULL"))
+    program_id: Mapped[int | None] = mapped_column(ForeignKey("programs.id", ondelete="SET NULL"))
+    answer: Mapped[str | None] = mapped_column(Text)
+    probability: Mapped[float | None] = mapped_column(Float)
+    paths_explored: Mapped[int] = mapped_column(Integer)
+    disagreement: Mapped[bool] = mapped_column(Boolean)
+    candidates: Mapped[list[Any]] = mapped_column(JSONB)
+    no_answer_reason: Mapped[str | None] = mapped_column(Text)
+    ms: Mapped[float] = mapped_column(Float)  # wall time of inference for this problem
+    correct: Mapped[bool | None] = mapped_column(Boolean)  # set by evaluation, after inference
+    in_beam: Mapped[bool | None] = mapped_column(Boolean)  # gold among the candidates (evaluation)
     created_at: Mapped[datetime] = _created()
 
 
@@ -480,6 +544,11 @@ class Annotation(Base):
     action: Mapped[AnnotationAction] = mapped_column(_enum(AnnotationAction, "annotation_action"))
     result: Mapped[list[Any]] = mapped_column(JSONB)
     annotator: Mapped[str | None] = mapped_column(Text)
+    # The reviewer's program (one step per line) and its execution verdict at import:
+    # {"executes": bool, "correct": bool | None, "answer": str | None, "error": str | None}.
+    program_text: Mapped[str | None] = mapped_column(Text)
+    verdict: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    lead_time_s: Mapped[float | None] = mapped_column(Float)  # Label Studio lead_time (seconds)
     imported_at: Mapped[datetime] = _created()
 
 

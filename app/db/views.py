@@ -53,3 +53,23 @@ GROUP BY model_version, round, dataset, split, level, category
 """
 
 ALL_VIEWS = {"current_labels": CURRENT_LABELS, "label_stats": LABEL_STATS, "error_stats": ERROR_STATS}
+
+# --------------------------------------------------------------------------- migration 0002
+
+LABEL_COVERAGE = """
+CREATE VIEW label_coverage AS
+SELECT d.name AS dataset,
+       p.split::text AS split,
+       l.task::text AS task,
+       l.source::text AS source,
+       count(DISTINCT l.problem_id) AS problems,
+       count(*) AS labels
+FROM current_labels l
+JOIN problems p ON p.id = l.problem_id
+JOIN datasets d ON d.id = p.dataset_id
+GROUP BY d.name, p.split, l.task, l.source
+"""
+"""``label_coverage`` — dataset × split × task × source: problems with a current label, labels.
+Answers "how much of train is labelled for C3, and by whom"."""
+
+VIEWS_0002 = {"label_coverage": LABEL_COVERAGE}
