@@ -8,10 +8,16 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["split_gsm8k_solution", "extract_gsm8k_answer", "find_boxed", "extract_boxed"]
+from app.execution.errors import InputTooLong
+
+__all__ = ["split_gsm8k_solution", "extract_gsm8k_answer", "find_boxed", "extract_boxed", "MAX_SCAN_CHARS"]
 
 _GSM8K_ANSWER_RE = re.compile(r"####\s*(.*)\s*$", re.DOTALL)
-_BOX_COMMANDS = ("\\boxed", "\\fbox")
+_BOX_COMMAND_RE = re.compile(r"\\(?:boxed|fbox)")
+_BARE_ARGUMENT_RE = re.compile(r"[^\s$}]+")
+_BRACE_TOKEN_RE = re.compile(r"\\.|[{}]", re.DOTALL)  # an escape pair, or a brace
+# Far above any real solution or CoT (MATH's longest is ~10k); the scan is linear below it.
+MAX_SCAN_CHARS = 2_000_000
 
 
 def split_gsm8k_solution(solution: str) -> tuple[str, str | None]:
@@ -34,62 +40,65 @@ def _clean_gsm8k_number(text: str) -> str | None:
     return cleaned or None
 
 
-def find_boxed(text: str) -> list[tuple[int, int, str]]:
+def find_boxed(text: str, *, max_chars: int = MAX_SCAN_CHARS) -> list[tuple[int, int, str]]:
     """Every ``\\boxed{…}``/``\\fbox{…}`` (also ``\\boxed 5``) as ``(start, end, content)``.
 
     Offsets are char offsets into ``text``; nested braces are matched;
-    an unbalanced box (no closing brace) is skipped.
+    an unbalanced box (no closing brace) is skipped. One linear pass: the braces
+    are matched once with a stack, so any number of unclosed boxes costs O(len).
+    Raises :class:`InputTooLong` when ``text`` exceeds ``max_chars``.
     """
+    if len(text) > max_chars:
+        raise InputTooLong(f"{len(text):,} characters to scan for \\boxed{{…}}, more than {max_chars:,}")
     found: list[tuple[int, int, str]] = []
+    closing: dict[int, int] | None = None  # built on the first braced box only
     position = 0
     while True:
-        hits = [(text.find(command, position), command) for command in _BOX_COMMANDS]
-        hits = [(index, command) for index, command in hits if index >= 0]
-        if not hits:
+        hit = _BOX_COMMAND_RE.search(text, position)
+        if hit is None:
             return found
-        start, command = min(hits)
-        cursor = start + len(command)
+        start, cursor = hit.start(), hit.end()
         if cursor < len(text) and text[cursor].isalpha():  # e.g. \boxedfoo
             position = cursor
             continue
         while cursor < len(text) and text[cursor] == " ":
             cursor += 1
         if cursor < len(text) and text[cursor] == "{":
-            end = _matching_brace(text, cursor)
+            if closing is None:
+                closing = _match_braces(text)
+            end = closing.get(cursor)
             if end is None:
                 position = cursor
                 continue
             found.append((start, end + 1, text[cursor + 1:end]))
             position = end + 1
         else:
-            match = re.match(r"[^\s$}]+", text[cursor:])
+            match = _BARE_ARGUMENT_RE.match(text, cursor)
             if match is None:
                 position = cursor
                 continue
-            found.append((start, cursor + match.end(), match.group()))
-            position = cursor + match.end()
+            found.append((start, match.end(), match.group()))
+            position = match.end()
 
 
-def extract_boxed(text: str) -> str | None:
-    """Content of the last box (the final answer), or ``None``."""
-    boxes = find_boxed(text)
+def extract_boxed(text: str, *, max_chars: int = MAX_SCAN_CHARS) -> str | None:
+    """Content of the last box (the final answer), or ``None``; :class:`InputTooLong` past ``max_chars``."""
+    boxes = find_boxed(text, max_chars=max_chars)
     return boxes[-1][2].strip() if boxes else None
 
 
-def _matching_brace(text: str, open_index: int) -> int | None:
-    """Index of the ``}`` closing the ``{`` at ``open_index`` (``\\{``/``\\}`` are literal)."""
-    depth = 0
-    index = open_index
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2
-            continue
+def _match_braces(text: str) -> dict[int, int]:
+    """``{open index: close index}`` for every balanced ``{`` (``\\{``/``\\}`` are literal).
+
+    One pass with a stack; an unclosed ``{`` is absent. Backslash escapes pair up from the
+    start of ``text``, which agrees with a scan started at any unescaped ``{``.
+    """
+    pairs: dict[int, int] = {}
+    stack: list[int] = []
+    for token in _BRACE_TOKEN_RE.finditer(text):
+        char = token.group()
         if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return index
-        index += 1
-    return None
+            stack.append(token.start())
+        elif char == "}" and stack:
+            pairs[stack.pop()] = token.start()
+    return pairs
