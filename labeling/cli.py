@@ -33,7 +33,7 @@ RoundOption = Annotated[int | None, typer.Option("--round", help="Round number (
 
 
 def _ensure_schema() -> None:
-    from app.cli import ensure_schema  # the shell owns schema checks
+    from app.db.schema_check import ensure_schema
 
     ensure_schema()
 

@@ -82,7 +82,7 @@ def worker(
 
 
 def _ensure_schema() -> None:
-    from app.cli import ensure_schema
+    from app.db.schema_check import ensure_schema
 
     ensure_schema()
 
