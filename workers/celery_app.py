@@ -16,11 +16,10 @@ from typing import Any
 from celery import Celery, signals
 from kombu import Queue
 
+from workers.dispatch import RUN_CHUNK_TASK
 from workers.kinds import QUEUES, get_kind
 
 log = logging.getLogger(__name__)
-
-RUN_CHUNK_TASK = "mycelium.run_job_chunk"
 
 # Queue of every other task family, by task-name pattern (job chunks are routed by their kind).
 TASK_NAME_ROUTES: dict[str, dict[str, str]] = {
@@ -136,7 +135,7 @@ def _resume_stalled_jobs(sender: Any = None, **_: Any) -> None:
     This is how a job outlives a worker killed mid-task on brokers that never redeliver (the SQL
     transport) or redeliver only after the visibility timeout (Redis).
     """
-    from workers.submit import resume_stalled_jobs
+    from workers.dispatch import resume_stalled_jobs
 
     queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None else list(QUEUES)
     try:

@@ -191,7 +191,7 @@ def resume_command(
 ) -> None:
     """Send one more task to every unfinished job with unclaimed items (after workers were lost)."""
     from workers.celery_app import app
-    from workers.submit import resume_stalled_jobs
+    from workers.dispatch import resume_stalled_jobs
 
     _ensure_schema()
     resumed = resume_stalled_jobs(app, parse_queues(queues))

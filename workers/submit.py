@@ -7,19 +7,15 @@ queued job that the next worker start resumes (:func:`resume_stalled_jobs`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from celery import Celery
-from sqlalchemy import create_engine
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
-from app.db.session import database_url, session_scope
-from workers.celery_app import RUN_CHUNK_TASK
+from app.db.session import session_scope
 from workers.celery_app import app as celery_app
+from workers.dispatch import resume_stalled_jobs, send_chunks, unpooled_session  # noqa: F401  (re-exported)
 from workers.jobs import (
     create_or_get_job,
     get_job,
@@ -27,9 +23,8 @@ from workers.jobs import (
     job_summary,
     record_task_ids,
     reopen_job,
-    stalled_jobs,
 )
-from workers.kinds import JobKind, get_kind, registered_kinds
+from workers.kinds import JobKind, get_kind
 from workers.runner import run_job_items, worker_name
 
 
@@ -89,18 +84,6 @@ def submit_job(
     return Submission(id=job.id, total=job.total, created=job.created, tasks_sent=len(task_ids), status=job.status)
 
 
-def send_chunks(app: Celery, job_id: int, kind: JobKind, limits: Sequence[int | None]) -> list[str]:
-    """Send one chunk task per limit (None: drain the job); returns the task ids."""
-    task_ids = []
-    with app.connection_for_write() as connection:
-        for limit in limits:
-            result = app.send_task(
-                RUN_CHUNK_TASK, kwargs={"job_id": job_id, "kind": kind.name, "limit": limit}, connection=connection
-            )
-            task_ids.append(result.id)
-    return task_ids
-
-
 def run_job_inline(
     kind: str,
     params: Mapping[str, Any],
@@ -116,31 +99,3 @@ def run_job_inline(
     run_job_items(job.id, limit=None, worker=worker_name("inline"), on_batch=on_batch)
     with session_scope() as session:
         return job_summary(get_job(session, job.id))  # type: ignore[arg-type]
-
-
-@contextmanager
-def unpooled_session() -> Iterator[Session]:
-    """A session whose connection is closed at the end (safe in a process that forks afterwards)."""
-    engine = create_engine(database_url(), poolclass=NullPool)
-    try:
-        with Session(engine) as session:
-            yield session
-    finally:
-        engine.dispose()
-
-
-def resume_stalled_jobs(app: Celery, queues: Sequence[str]) -> list[int]:
-    """Send one draining task to each active job of these queues' kinds that has unclaimed items.
-
-    A duplicate task is harmless (items are claimed, never re-done), so this errs on sending.
-    """
-    kinds = {name: kind for name, kind in registered_kinds().items() if kind.queue in queues}
-    if not kinds:
-        return []
-    with unpooled_session() as session:
-        stalled = stalled_jobs(session, sorted(kinds))
-        session.rollback()
-        for job_id, kind_name in stalled:
-            record_task_ids(session, job_id, send_chunks(app, job_id, kinds[kind_name], [None]))
-        session.commit()
-    return [job_id for job_id, _kind in stalled]
