@@ -392,7 +392,7 @@ def check_solutions_command(
 ) -> None:
     """Without any database: parse every reference solution of FILE into a program, execute it and
     report how many reproduce the gold answer (gsm8k) or how many boxed answers parse (math)."""
-    from app.execution.check import check_solutions
+    from app.execution.check import FIGURES, check_solutions
 
     figures = check_solutions(file, dataset)
     if as_json:
@@ -401,12 +401,13 @@ def check_solutions_command(
     table = Table(title=f"check-solutions {file.name} ({dataset})", title_justify="left")
     table.add_column("figure")
     table.add_column("value", justify="right")
+    table.add_column("meaning")
     for key, value in figures.items():
         if isinstance(value, dict):
-            for reason, count in sorted(value.items(), key=lambda kv: -kv[1]):
-                table.add_row(f"{key}: {reason}", str(count))
+            for reason, count in sorted(value.items(), key=lambda kv: (-kv[1], kv[0])):
+                table.add_row(f"{key}: {reason}", str(count), "")
         else:
-            table.add_row(key, str(value))
+            table.add_row(key, str(value), FIGURES.get(key, ""))
     console.print(table)
 
 

@@ -14,7 +14,8 @@ FIXTURES = Path(__file__).parent / "fixtures"
 def test_gsm8k_sample() -> None:
     seen: list[int] = []
     summary = check_solutions(FIXTURES / "gsm8k_sample.jsonl", "gsm8k", seen.append)
-    assert set(summary) == {"total", "annotated", "reproduced", "failures_by_reason"}
+    assert set(summary) == {"total", "annotated", "reproduced", "reproduced_annotated", "failures_by_reason"}
+    assert summary["reproduced_annotated"] <= min(summary["reproduced"], summary["annotated"])
     assert summary["total"] == 60 and summary["annotated"] == 59
     assert summary["reproduced"] / summary["annotated"] >= 0.98
     assert summary["reproduced"] + sum(summary["failures_by_reason"].values()) == summary["total"]

@@ -23,7 +23,19 @@ from app.execution.errors import ExecutionError
 from app.execution.text_steps import find_annotations
 from app.execution.validate import validate_solution
 
-__all__ = ["check_solutions", "read_jsonl"]
+__all__ = ["FIGURES", "check_solutions", "read_jsonl"]
+
+# Each figure of check_solutions(), defined once (printed by the CLI table and the benchmark).
+FIGURES: dict[str, str] = {
+    "total": "records in the file",
+    "annotated": "records with at least one <<…>> annotation (gsm8k)",
+    "reproduced": "records whose program's final result equals the gold answer (gsm8k)",
+    "reproduced_annotated": "annotated records whose program reproduces the gold answer (gsm8k)",
+    "boxed_found": "solutions with a \\boxed{} answer (math)",
+    "self_equivalent": "boxed answers equivalent to themselves through the parser (math)",
+    "parsed_steps": "program steps kept over all solutions (math)",
+    "failures_by_reason": "records whose check failed, by reason",
+}
 
 Progress = Callable[[int], None]  # called with the number of records done so far
 
@@ -39,10 +51,15 @@ def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
 def check_solutions(path: Path, dataset: str, progress: Progress | None = None) -> dict[str, Any]:
     """Summary of a dataset file's reference solutions (see the module docstring).
 
-    GSM8K: ``{"total", "annotated", "reproduced", "failures_by_reason"}`` —
-    ``annotated`` counts records with at least one ``<<…>>``; ``reproduced``
-    counts records (annotated or not) whose program's final result equals the
-    gold answer; failures are keyed by ``ValidationResult.reason``.
+    GSM8K: ``{"total", "annotated", "reproduced", "reproduced_annotated",
+    "failures_by_reason"}`` — ``annotated`` counts records with at least one
+    ``<<…>>``; ``reproduced`` counts records (annotated or not) whose program's
+    final result equals the gold answer (``reproduced / total`` is the headline
+    rate); ``reproduced_annotated`` counts the annotated ones among them
+    (``reproduced_annotated / annotated`` is the strict rate); failures are
+    keyed by ``ValidationResult.reason`` (``reproduced + failures == total``).
+    :data:`FIGURES` describes each key; the CLI and ``bench/check_solutions.py``
+    print these same figures.
 
     MATH: ``{"total", "boxed_found", "self_equivalent", "parsed_steps",
     "failures_by_reason"}`` — ``parsed_steps`` is the total number of program
@@ -58,22 +75,23 @@ def check_solutions(path: Path, dataset: str, progress: Progress | None = None) 
 
 
 def _check_gsm8k(path: Path, progress: Progress | None) -> dict[str, Any]:
-    total = annotated = reproduced = 0
+    total = annotated = reproduced = reproduced_annotated = 0
     failures: Counter[str] = Counter()
     for record in read_jsonl(path):
         total += 1
         reasoning, gold = split_gsm8k_solution(record.get("answer", ""))
-        if find_annotations(reasoning):
-            annotated += 1
+        is_annotated = bool(find_annotations(reasoning))
+        annotated += is_annotated
         result = validate_solution(record.get("question", ""), reasoning, gold, "gsm8k")
         if result.correct:
             reproduced += 1
+            reproduced_annotated += is_annotated
         else:
             failures[result.reason or "unknown"] += 1
         if progress is not None:
             progress(total)
     return {"total": total, "annotated": annotated, "reproduced": reproduced,
-            "failures_by_reason": dict(sorted(failures.items()))}
+            "reproduced_annotated": reproduced_annotated, "failures_by_reason": dict(sorted(failures.items()))}
 
 
 def _check_math(path: Path, progress: Progress | None) -> dict[str, Any]:
