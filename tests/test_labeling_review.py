@@ -300,8 +300,10 @@ def test_webhook_requires_the_secret_and_tolerates_payloadless_events(
     bare = httpx.post(webhook_receiver.webhook_url, headers=headers, json={"action": "ANNOTATION_CREATED"})
     assert bare.status_code == 200
     assert bare.json()["reconciled"]["outcomes"] == {"imported": 1}
-    empty = httpx.post(webhook_receiver.webhook_url, headers=headers, content=b"")
-    assert empty.status_code == 200 and empty.json()["reconciled"]["outcomes"] == {"duplicate": 1}
+    again = httpx.post(webhook_receiver.webhook_url, headers=headers, json={"action": "ANNOTATION_UPDATED"})
+    assert again.status_code == 200 and again.json()["reconciled"]["outcomes"] == {"duplicate": 1}
+    empty = httpx.post(webhook_receiver.webhook_url, headers=headers, content=b"")  # malformed: no outbound work
+    assert empty.status_code == 400 and empty.json()["error"].startswith("empty body")
     other = httpx.post(webhook_receiver.webhook_url, headers=headers, json={"action": "PROJECT_UPDATED"})
     assert other.json() == {"action": "PROJECT_UPDATED", "ignored": True}
     assert [r.action for r in _annotation_rows(db_session, made.id)] == [AnnotationAction.CREATED]
