@@ -29,11 +29,11 @@ def test_natalia_program_json_shape() -> None:
     assert program_to_json(program) == {
         "steps": [
             {"id": 1, "op": "DIV",
-             "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24},
-                          {"kind": "problem", "value": "2", "start": 68, "end": 72}],
+             "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24, "reading": "literal"},
+                          {"kind": "problem", "value": "2", "start": 68, "end": 72, "reading": "reciprocal"}],
              "result": "24", "text": "48/2=24", "source": "annotation"},
             {"id": 2, "op": "ADD",
-             "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+             "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24, "reading": "literal"},
                           {"kind": "step", "ref": 1}],
              "result": "72", "text": "48+24=72", "source": "annotation"},
         ],
@@ -63,8 +63,8 @@ def test_percent_operands_keep_their_problem_span() -> None:
     program = _build(problem, "The discount is 50*20% = $10.")
     (step,) = program.steps
     assert step.op == "MUL" and step.result == "10"
-    assert step.operands == (Operand("problem", value="50", start=2, end=5),
-                             Operand("problem", value="20%", start=15, end=18))
+    assert step.operands == (Operand("problem", value="50", start=2, end=5, reading="literal"),
+                             Operand("problem", value="20%", start=15, end=18, reading="percent"))
 
 
 def test_percent_result_gets_a_to_percent_step() -> None:
@@ -79,7 +79,7 @@ def test_equation_step_is_resolved_from_its_operands() -> None:
     equation = program.steps[0]
     assert equation.text == "9s = 117"
     assert equation.operands == (Operand("constant", value="9"),
-                                 Operand("problem", value="117", start=13, end=16))
+                                 Operand("problem", value="117", start=13, end=16, reading="literal"))
     assert execute_program(program).answer == 13
 
 
@@ -88,9 +88,22 @@ def test_known_unknown_is_substituted_not_resolved_again() -> None:
                      "x+2*x=30\nx=<<10=10>>10\n2x=20 games")
     # "x=<<10=10>>10" restates the step just computed: no SELECT is added for it
     assert [step.op for step in program.steps] == ["EQUATION", "MUL"]
-    assert program.steps[1].operands == (Operand("problem", value="2", start=10, end=15),  # "twice"
+    assert program.steps[1].operands == (Operand("problem", value="2", start=10, end=15, reading="literal"),  # "twice"
                                          Operand("step", ref=1))
     assert execute_program(program).answer == 20
+
+
+def test_literal_mention_preferred_over_operator_word_reading() -> None:
+    problem = ("Betty needs $100. She has only half of the money. Her parents gave her $15, "
+               "and her grandparents twice as much as her parents.")
+    program = _build(problem, "Her grandparents gave her 15 * 2 = $<<15*2=30>>30.")
+    fifteen, two = program.steps[0].operands
+    assert problem[fifteen.start:fifteen.end] == "$15" and fifteen.reading == "literal"
+    assert problem[two.start:two.end] == "twice" and two.reading == "literal"  # not "half" read as /2
+    halved = _build(problem, "She has 100 / 2 = $<<100/2=50>>50.").steps[0].operands[1]
+    assert (problem[halved.start:halved.end], halved.value, halved.reading) == ("half", "2", "reciprocal")
+    quarter = _build("Cut 4 pies for 3 kids.", "They get 3*0.25 = <<3*0.25=0.75>>0.75 pie.").steps[0]
+    assert quarter.operands[1] == Operand("constant", value="0.25")  # 1/4 is not a reading of "4"
 
 
 def test_rounded_written_results_link_to_the_exact_step() -> None:

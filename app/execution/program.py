@@ -3,11 +3,13 @@
 JSON shape (stored in the database; other components rely on it)::
 
     {"steps": [{"id": 1, "op": "DIV",
-                "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+                "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24,
+                              "reading": "literal"},
                              {"kind": "constant", "value": "2"}],
                 "result": "24", "text": "48/2=24", "source": "annotation"},
                {"id": 2, "op": "ADD",
-                "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+                "operands": [{"kind": "problem", "value": "48", "start": 22, "end": 24,
+                              "reading": "literal"},
                              {"kind": "step", "ref": 1}],
                 "result": "72", "text": "48+24=72", "source": "annotation"}],
      "answer_step": 2}
@@ -21,7 +23,12 @@ Representation choices:
   all of those steps share the source ``text``.
 * Operand ``value`` is a literal :func:`~app.execution.operations.parse_literal`
   accepts (``"48"``, ``"3.5"``, ``"3/4"``, ``"60%"`` meaning 3/5, ``"pi"``).
-  ``start``/``end`` of a problem operand are char offsets into the problem text.
+  ``start``/``end`` of a problem operand are char offsets into the problem text;
+  ``reading`` (optional, written by :func:`build_program`) says how the value
+  comes from that mention: ``literal``, ``percent`` (mention / 100) or
+  ``reciprocal`` (1 / mention: "half" used as ÷2).  A literal-value match is
+  always preferred to an operator-word reading: the 2 of ``15*2`` in "… $15 …
+  twice as much" points at "twice" (literal), not at an earlier "half".
 * ``EQUATION`` steps keep the normalised equation in ``text`` (e.g.
   ``"9*s = 117"``); their operands are the equation's numbers left to right,
   and the executor re-solves the equation with the operand values substituted.
@@ -61,9 +68,14 @@ from app.execution.operations import (
 )
 
 __all__ = ["Operand", "Step", "Program", "build_program", "program_to_json",
-           "program_from_json", "rational_text", "OPERAND_KINDS"]
+           "program_from_json", "rational_text", "mention_reading", "OPERAND_KINDS", "READINGS"]
 
 OPERAND_KINDS: tuple[str, ...] = ("problem", "step", "constant")
+READINGS: tuple[str, ...] = ("literal", "percent", "reciprocal")
+"""How a problem operand's value comes from its mention (same names as app.inference.proposals):
+``literal`` (the mention's value, "48" → 48, "twice" → 2, "half" → 1/2), ``percent`` (the
+mention's value / 100, "20%" → 1/5) and ``reciprocal`` (1 / the mention's value: "half" used as
+÷2 gives the operand 2)."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +87,7 @@ class Operand:
     start: int | None = None  # char offset into the problem text ('problem' only)
     end: int | None = None
     ref: int | None = None  # step id ('step' only)
+    reading: str | None = None  # 'problem' only: one of READINGS (None: not recorded)
 
 
 @dataclass(frozen=True)
@@ -214,7 +227,9 @@ def _build_computation(computation: Computation, mentions: list[NumberMention],
         return [_Built(step, value, claimed)]
     if not isinstance(computation.tree, Apply):
         return []
-    resolved = {id(num): _resolve(num, mentions, built) for num in _numbers(computation.tree)}
+    divisors = _divisor_ids(computation.tree)
+    resolved = {id(num): _resolve(num, mentions, built, id(num) in divisors)
+                for num in _numbers(computation.tree)}
     new: list[_Built] = []
 
     def emit(node: Node) -> Operand:
@@ -292,8 +307,19 @@ def _numbers(node: Node) -> list[Num]:
     return []
 
 
-def _resolve(num: Num, mentions: list[NumberMention], built: list[_Built]) -> Operand:
-    """Step ref, problem number or constant for one written number."""
+def _divisor_ids(node: Node) -> set[int]:
+    """``id()`` of every number written as a divisor (a non-first operand of ``DIV``)."""
+    if not isinstance(node, Apply):
+        return set()
+    found = set().union(*(_divisor_ids(arg) for arg in node.args))
+    if node.op == "DIV":
+        found |= {id(arg) for arg in node.args[1:] if isinstance(arg, Num)}
+    return found
+
+
+def _resolve(num: Num, mentions: list[NumberMention], built: list[_Built],
+             divisor: bool = False) -> Operand:
+    """Step ref, problem number or constant for one written number (``divisor``: it divides)."""
     for item in reversed(built):
         if item.value == num.value:
             return Operand("step", ref=item.step.id)
@@ -304,21 +330,59 @@ def _resolve(num: Num, mentions: list[NumberMention], built: list[_Built]) -> Op
             if isinstance(item.value, sympy.Rational) and abs(item.value - num.value) <= tolerance \
                     and item.value != 0:
                 return Operand("step", ref=item.step.id)
-    matching = [mention for mention in mentions if _mention_matches(mention, num)]
-    same_kind = [mention for mention in matching if (mention.kind == "percent") == num.percent]
-    best = (same_kind or matching or [None])[0]
+    best: tuple[int, int, NumberMention, str] | None = None
+    for index, mention in enumerate(mentions):
+        match = _mention_match(mention, num, divisor)
+        if match is not None and (best is None or (match[0], index) < best[:2]):
+            best = (match[0], index, mention, match[1])
     if best is not None:
-        return Operand("problem", value=_literal_text(num), start=best.start, end=best.end)
+        _, _, mention, reading = best
+        return Operand("problem", value=_literal_text(num), start=mention.start, end=mention.end,
+                       reading=reading)
     return Operand("constant", value=_literal_text(num))
 
 
-def _mention_matches(mention: NumberMention, num: Num) -> bool:
-    """A problem number written as ``num``: same value, percent as fraction, or ``half`` for /2."""
-    if mention.value in (num.literal, num.value):
-        return True
-    if mention.kind == "percent" and mention.value / 100 == num.value:
-        return True
-    return mention.kind == "word" and num.value != 0 and mention.value == 1 / num.value
+def mention_reading(mention_value: sympy.Expr, operand_value: sympy.Expr) -> str | None:
+    """How ``operand_value`` is read off a mention whose literal value is ``mention_value``.
+
+    ``"literal"`` when equal, ``"percent"`` when ``operand = mention / 100``, ``"reciprocal"``
+    when ``operand = 1 / mention`` (non-zero), else ``None``.  Checked in that order.
+    """
+    if mention_value == operand_value:
+        return "literal"
+    if mention_value / 100 == operand_value:
+        return "percent"
+    if mention_value != 0 and operand_value != 0 and 1 / mention_value == operand_value:
+        return "reciprocal"
+    return None
+
+
+def _mention_match(mention: NumberMention, num: Num, divisor: bool = False) -> tuple[int, str] | None:
+    """``(rank, reading)`` when the problem number ``mention`` can be the written ``num``.
+
+    Lower rank is better: 0 the same number written the same way ("48" for 48, "20%" for
+    20%, "twice" for 2); 1 the same value in another form ("0.5" for "half", "20" for
+    "20%"); 2 a percent read as a fraction ("20%" for 0.2); 3 an operator word's reciprocal
+    ("half" for the 2 of ``48/2``) — except that a number word read as its reciprocal
+    *in a divisor* ("half" for the 2 of ``100/2``) ranks 0 too, as that is what the word means
+    there (ties go to the earlier mention).  A percent reading needs a percent mention (or a
+    percent ``num`` written with the mention's digits) and a reciprocal one a number word, so
+    the 1/4 of a computation never points at a "4".  The reading is always derived from the values, so the
+    invariant "mention value under reading == operand value" holds by construction.
+    """
+    reading = mention_reading(mention.value, num.value)
+    if reading is None:
+        return None
+    same_form = (mention.kind == "percent") == num.percent
+    if mention.value == num.literal:
+        return (0 if same_form else 1), reading
+    if reading == "literal":
+        return 1, reading
+    if reading == "percent":
+        return (2, reading) if mention.kind == "percent" else None
+    if mention.kind != "word":
+        return None
+    return (0 if divisor else 3), reading
 
 
 def _decimal_places(text: str) -> int:
@@ -355,7 +419,10 @@ def _operand_to_json(operand: Operand) -> dict[str, Any]:
     if operand.kind == "step":
         return {"kind": "step", "ref": operand.ref}
     if operand.kind == "problem":
-        return {"kind": "problem", "value": operand.value, "start": operand.start, "end": operand.end}
+        data = {"kind": "problem", "value": operand.value, "start": operand.start, "end": operand.end}
+        if operand.reading is not None:
+            data["reading"] = operand.reading
+        return data
     return {"kind": "constant", "value": operand.value}
 
 
@@ -418,5 +485,8 @@ def _operand_from_json(raw: Any) -> Operand:
         start, end = raw.get("start"), raw.get("end")
         if not (isinstance(start, int) and isinstance(end, int) and 0 <= start <= end):
             raise InvalidProgram("problem operand needs start <= end")
-        return Operand("problem", value=value, start=start, end=end)
+        reading = raw.get("reading")
+        if reading is not None and reading not in READINGS:
+            raise InvalidProgram(f"unknown reading {reading!r}")
+        return Operand("problem", value=value, start=start, end=end, reading=reading)
     return Operand("constant", value=value)
