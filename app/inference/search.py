@@ -1,0 +1,503 @@
+"""The gold-blind search (design §5): specialists propose, the executor decides.
+
+Pure functional core: it reads one :class:`~app.inference.proposals.Proposal` (the specialists'
+calibrated distributions for one problem text) and the C3 operand distributions for the
+(slot, op) requests it asked for, and returns a :class:`SearchResult`. Nothing here touches the
+database, a model or a gold answer.
+
+Algorithm, per problem:
+
+1. **θ-collapse** every decision (:func:`collapse`): the top choice alone when its probability is
+   at least ``theta``, else the ``top_k`` most probable. Decisions are the number of steps
+   (C6's answer slot), the operation of each slot (C2; NONE and EQUATION — which needs an
+   equation text no specialist writes — excluded), each operand position of
+   each (slot, op) (C3) and the answer type (C6).
+2. :func:`plan_requests` lists every (slot, op) pair the beam can reach; the caller queries C3
+   for all of them in **one** padded pass (``Specialists.operands``).
+3. **Beam over step slots**: a path is a prefix of steps with a score, the product of the
+   probabilities of its choices (times C5's agreement with its dependency edges,
+   ``dependency_weight``). After each slot only the ``max_paths`` best paths are kept; a path
+   whose length reaches its step count is complete.
+4. Every complete path becomes a program (the ``programs.steps`` JSON shape) and runs through the
+   safe executor (:func:`app.execution.executor.execute_program`); failures are dropped, and so
+   are answers whose type C6's collapsed answer-type set excludes.
+5. **Vote**: equal answers (exact sympy equality, then numeric-then-symbolic equality for
+   irrational values) pool their path scores; the heaviest pool wins, its best path is the
+   chosen program. The answer's probability is the pool's summed path probability (the model's
+   probability mass on that answer within the explored paths; ≤ 1).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import sympy
+
+from app.execution.errors import ExecutionError
+from app.execution.executor import execute_program
+from app.execution.expression import OP_ARITY
+from app.execution.limits import DEFAULT_LIMITS, Limits
+from app.execution.operations import parse_literal
+from app.execution.program import Operand, Program, Step, rational_text
+from app.inference.proposals import (
+    ANSWER_TYPES, MAX_OPERANDS, Candidate, OperandRequest, Proposal,
+)
+
+__all__ = [
+    "SearchConfig", "SearchResult", "Path", "collapse", "plan_requests", "search",
+    "value_answer_types", "format_answer_value", "NO_NUMBERS", "NO_PROGRAM", "NO_EXECUTABLE",
+    "NO_CONSISTENT", "search_with", "beam", "operand_lists", "path_program", "program_json", "Plan",
+    "PlannedStep", "OperandsFn", "operand_value",
+]
+
+NONE_OP = "NONE"
+NO_NUMBERS = "the problem text has no numbers"
+NO_PROGRAM = "the specialists proposed no complete program"
+NO_EXECUTABLE = "no candidate program executed"
+NO_CONSISTENT = "no executed answer matches the answer type C6 expects"
+
+_OP_SYMBOL = {"ADD": "+", "SUB": "-", "MUL": "*", "DIV": "/", "POW": "^", "MOD": " mod "}
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """Search knobs. ``theta`` ∈ [0, 1] (0: always collapse to the top choice → one path;
+    1: never collapse unless certain → top-k everywhere); ``top_k`` ≥ 1; ``max_paths`` caps the
+    beam and the number of executed programs; ``max_operand_lists`` caps operand lists per
+    (slot, op); ``dependency_weight`` is the exponent of C5's factor (0 ignores C5);
+    ``dead_step_factor`` multiplies a complete path for each step other than the answer step
+    whose result no later step uses (≈ 8% of GSM8K reference programs have one; 1 disables)."""
+
+    theta: float = 0.85
+    top_k: int = 3
+    max_paths: int = 100
+    max_operand_lists: int = 12
+    dependency_weight: float = 1.0
+    dead_step_factor: float = 0.1
+    limits: Limits = DEFAULT_LIMITS
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.theta <= 1.0:
+            raise ValueError(f"theta must be in [0, 1], not {self.theta}")
+        if self.top_k < 1 or self.max_paths < 1 or self.max_operand_lists < 1:
+            raise ValueError("top_k, max_paths and max_operand_lists must be ≥ 1")
+
+
+def collapse(distribution: Sequence[tuple[Any, float]], theta: float, top_k: int) -> list[tuple[Any, float]]:
+    """θ-collapse one decision: ``[(top, p)]`` when ``p ≥ theta``, else the ``top_k`` best.
+
+    ``distribution`` is ``(choice, probability)`` pairs in any order; ties keep input order.
+    Zero-probability choices are never kept (unless nothing else exists).
+    """
+    ranked = sorted(distribution, key=lambda item: -item[1])
+    if not ranked:
+        return []
+    if ranked[0][1] >= theta:
+        return ranked[:1]
+    kept = [item for item in ranked[:top_k] if item[1] > 0.0]
+    return kept or ranked[:1]
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """One step of a path: slot's op, its operand candidates and their probabilities."""
+
+    op: str
+    op_p: float
+    operands: tuple[Candidate, ...]
+    operand_ps: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Path:
+    """A (possibly partial) candidate program: ``n_steps`` slots planned, ``steps`` filled."""
+
+    n_steps: int
+    n_steps_p: float
+    steps: tuple[PlannedStep, ...]
+    score: float
+
+    @property
+    def complete(self) -> bool:
+        return len(self.steps) == self.n_steps
+
+
+@dataclass
+class Plan:
+    """The collapsed decisions of one problem before C3: step counts, ops per slot, requests."""
+
+    step_counts: list[tuple[int, float]]  # (n_steps, p)
+    slot_ops: list[list[tuple[str, float]]]  # per slot k: (op, p) kept
+    requests: list[OperandRequest]
+
+
+def plan_requests(proposal: Proposal, config: SearchConfig = SearchConfig()) -> Plan:
+    """Collapse C6's step count and C2's ops; list every reachable (slot, op) for one C3 pass."""
+    answer_probs = np.asarray(proposal.answer_step_probs, dtype=float)
+    step_counts = [(int(slot) + 1, p) for slot, p in
+                   collapse(list(enumerate(answer_probs.tolist())), config.theta, config.top_k)]
+    max_steps = max((n for n, _ in step_counts), default=0)
+    op_probs = np.asarray(proposal.op_probs, dtype=float)
+    real_ops = [(index, op) for index, op in enumerate(proposal.ops) if op != NONE_OP and op in OP_ARITY and op != "EQUATION"]
+    slot_ops: list[list[tuple[str, float]]] = []
+    for slot in range(max_steps):
+        row = op_probs[slot] if slot < len(op_probs) else np.zeros(len(proposal.ops))
+        mass = float(sum(row[index] for index, _ in real_ops))
+        if mass <= 0.0:
+            slot_ops.append([])
+            continue
+        distribution = [(op, float(row[index]) / mass) for index, op in real_ops]
+        slot_ops.append(collapse(distribution, config.theta, config.top_k))
+    requests = [OperandRequest(slot, op) for slot in range(max_steps) for op, _ in slot_ops[slot]]
+    return Plan(step_counts, slot_ops, requests)
+
+
+def _valid_candidate(candidate: Candidate, slot: int, n_mentions: int) -> bool:
+    kind = candidate[0] if candidate else None
+    if kind == "problem":
+        return len(candidate) == 3 and 0 <= int(candidate[1]) < n_mentions and candidate[2] in (
+            "literal", "reciprocal", "percent")
+    if kind == "step":
+        return 0 <= int(candidate[1]) < slot
+    if kind == "constant":
+        try:
+            parse_literal(str(candidate[1]))
+        except ExecutionError:
+            return False
+        return True
+    return kind == "end"
+
+
+def operand_lists(positions: Sequence[dict[Candidate, float]], slot: int, op: str, n_mentions: int,
+                  config: SearchConfig) -> list[tuple[tuple[Candidate, ...], tuple[float, ...], float]]:
+    """Operand lists of one (slot, op) from C3's per-position distributions.
+
+    Each position is θ-collapsed (invalid candidates — a later slot, a missing mention — removed
+    first); a list ends at ``("end",)`` or after :data:`MAX_OPERANDS` positions and must fit the
+    op's arity. Returns ``(operands, per-operand p, score)`` best first, at most
+    ``max_operand_lists``; the score includes the closing ``end``'s probability.
+    """
+    low, high = OP_ARITY[op]
+    kept: list[list[tuple[Candidate, float]]] = []
+    for distribution in positions[:MAX_OPERANDS]:
+        valid = [(tuple(c), float(p)) for c, p in distribution.items()
+                 if _valid_candidate(tuple(c), slot, n_mentions)]
+        kept.append(collapse(valid, config.theta, config.top_k))
+    results: list[tuple[tuple[Candidate, ...], tuple[float, ...], float]] = []
+
+    def extend(position: int, operands: tuple, ps: tuple, score: float) -> None:
+        if position == len(kept):
+            if low <= len(operands) and (high is None or len(operands) <= high):
+                results.append((operands, ps, score))
+            return
+        for candidate, p in kept[position]:
+            if candidate[0] == "end":
+                if low <= len(operands) and (high is None or len(operands) <= high):
+                    results.append((operands, ps, score * p))
+                continue
+            if high is not None and len(operands) >= high:
+                continue
+            extend(position + 1, operands + (candidate,), ps + (p,), score * p)
+
+    extend(0, (), (), 1.0)
+    results.sort(key=lambda item: -item[2])
+    return results[: config.max_operand_lists]
+
+
+def _dependency_factor(depends: np.ndarray, slot: int, operands: Sequence[Candidate], weight: float) -> float:
+    """C5's agreement with the edges step ``slot`` draws: Π_i p[i, slot] or 1 − p[i, slot]."""
+    if weight == 0.0 or slot == 0:
+        return 1.0
+    used = {int(c[1]) for c in operands if c[0] == "step"}
+    factor = 1.0
+    for earlier in range(slot):
+        p = float(depends[earlier, slot]) if earlier < depends.shape[0] and slot < depends.shape[1] else 0.5
+        p = min(max(p, 1e-6), 1.0 - 1e-6)
+        factor *= p if earlier in used else 1.0 - p
+    return factor ** weight
+
+
+def _finish(path: Path, config: SearchConfig) -> Path:
+    """Apply the dead-step factor to a complete path."""
+    used = {int(c[1]) for step in path.steps for c in step.operands if c[0] == "step"}
+    dead = sum(1 for slot in range(len(path.steps) - 1) if slot not in used)
+    if not dead or config.dead_step_factor == 1.0:
+        return path
+    return Path(path.n_steps, path.n_steps_p, path.steps, path.score * config.dead_step_factor ** dead)
+
+
+def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ...], tuple[float, ...], float]]],
+         depends: np.ndarray, config: SearchConfig) -> list[Path]:
+    """Complete paths, best first (at most ``max_paths``), by a beam over step slots."""
+    frontier = [Path(n, p, (), p) for n, p in plan.step_counts if n >= 1]
+    finished: list[Path] = []
+    slot = 0
+    while frontier:
+        grown: list[Path] = []
+        for path in frontier:
+            for op, op_p in plan.slot_ops[slot] if slot < len(plan.slot_ops) else []:
+                for operands, ps, score in lists.get((slot, op), []):
+                    factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
+                    step = PlannedStep(op, op_p, operands, ps)
+                    grown.append(Path(path.n_steps, path.n_steps_p, path.steps + (step,),
+                                      path.score * op_p * score * factor))
+        grown = [_finish(path, config) if path.complete else path for path in grown]
+        grown.sort(key=lambda path: -path.score)
+        grown = grown[: config.max_paths]
+        finished.extend(path for path in grown if path.complete)
+        frontier = [path for path in grown if not path.complete]
+        slot += 1
+    finished.sort(key=lambda path: -path.score)
+    return finished[: config.max_paths]
+
+
+# --------------------------------------------------------------------------- programs
+
+
+def operand_value(candidate: Candidate, proposal: Proposal) -> sympy.Rational:
+    """Value of a problem/constant candidate (readings: literal, 1/value, value/100)."""
+    if candidate[0] == "constant":
+        return parse_literal(str(candidate[1]))
+    mention = proposal.mentions[int(candidate[1])]
+    value = parse_literal(mention.value)
+    if candidate[2] == "reciprocal":
+        return sympy.Integer(1) / value if value != 0 else sympy.zoo
+    if candidate[2] == "percent":
+        return value / 100
+    return value
+
+
+def format_answer_value(value: sympy.Expr) -> str:
+    """Answer text: ``"24"``, ``"3.5"``, ``"1/3"`` for rationals; LaTeX (``2 \\sqrt{3}``) otherwise."""
+    if isinstance(value, sympy.Rational):
+        return rational_text(value)
+    return sympy.latex(value)
+
+
+def path_program(path: Path, proposal: Proposal) -> Program:
+    """The executable program of a complete path (step results and texts left empty).
+
+    Problem operands carry their char span and the value under their reading; step ids are
+    slot + 1; the answer step is the last one.
+    """
+    steps: list[Step] = []
+    for slot, planned in enumerate(path.steps):
+        operands: list[Operand] = []
+        for candidate in planned.operands:
+            if candidate[0] == "step":
+                operands.append(Operand("step", ref=int(candidate[1]) + 1))
+                continue
+            value = operand_value(candidate, proposal)
+            if not isinstance(value, sympy.Rational):
+                raise ExecutionError(f"operand {candidate} has no finite value")
+            if candidate[0] == "constant":
+                operands.append(Operand("constant", value=rational_text(value)))
+            else:
+                mention = proposal.mentions[int(candidate[1])]
+                operands.append(Operand("problem", value=rational_text(value),
+                                        start=mention.start, end=mention.end))
+        steps.append(Step(slot + 1, planned.op, tuple(operands), "", "", "arithmetic"))
+    return Program(tuple(steps), len(steps))
+
+
+def _step_text(step: Step, values: dict[int, sympy.Expr]) -> str:
+    parts = [str(values[o.ref]) if o.kind == "step" else str(o.value) for o in step.operands]
+    result = format_answer_value(values[step.id])
+    symbol = _OP_SYMBOL.get(step.op)
+    body = symbol.join(parts) if symbol else f"{step.op}({', '.join(parts)})"
+    return f"{body}={result}"
+
+
+def program_json(program: Program, values: dict[int, sympy.Expr]) -> dict[str, Any]:
+    """``programs.steps`` JSON of an executed program (results and readable texts filled)."""
+    steps = []
+    for step in program.steps:
+        operands = []
+        for operand in step.operands:
+            if operand.kind == "step":
+                operands.append({"kind": "step", "ref": operand.ref})
+            elif operand.kind == "problem":
+                operands.append({"kind": "problem", "value": operand.value,
+                                 "start": operand.start, "end": operand.end})
+            else:
+                operands.append({"kind": "constant", "value": operand.value})
+        steps.append({"id": step.id, "op": step.op, "operands": operands,
+                      "result": str(values[step.id]), "text": _step_text(step, values),
+                      "source": step.source})
+    return {"steps": steps, "answer_step": program.answer_step}
+
+
+# --------------------------------------------------------------------------- answer types & vote
+
+
+def value_answer_types(value: sympy.Expr) -> frozenset[str]:
+    """The C6 answer types an executed value can have (see ``ANSWER_TYPES``).
+
+    A non-negative integer is ``integer``; a negative rational ``negative`` (a negative integer
+    also ``integer``); another rational ``decimal`` or ``fraction`` (the executor cannot know how
+    the answer is written); an irrational real number ``radical``; anything else ``expression``.
+    """
+    if isinstance(value, sympy.Integer):
+        return frozenset({"integer", "negative"}) if value < 0 else frozenset({"integer"})
+    if isinstance(value, sympy.Rational):
+        kinds = {"decimal", "fraction"}
+        return frozenset(kinds | {"negative"}) if value < 0 else frozenset(kinds)
+    if getattr(value, "is_number", False) and value.is_real:
+        return frozenset({"radical"})
+    return frozenset({"expression"})
+
+
+def _same_value(left: sympy.Expr, right: sympy.Expr) -> bool:
+    """Sympy equivalence of two executed values (rationals exactly; others numerically, then
+    symbolically)."""
+    if isinstance(left, sympy.Rational) and isinstance(right, sympy.Rational):
+        return bool(left == right)
+    if left == right:
+        return True
+    try:
+        a, b = complex(left.evalf(30)), complex(right.evalf(30))
+    except (TypeError, ValueError):
+        return False
+    if not math.isclose(a.real, b.real, rel_tol=1e-12, abs_tol=1e-12) or abs(a.imag - b.imag) > 1e-12:
+        return False
+    try:
+        return bool(sympy.simplify(left - right) == 0)
+    except Exception:  # sympy may fail on odd trees; numerically equal to 12 digits is then enough
+        return True
+
+
+@dataclass
+class Executed:
+    """One complete path that executed: its value, answer text, score after C6's type factor."""
+
+    path: Path
+    program: Program
+    values: dict[int, sympy.Expr]
+    value: sympy.Expr
+    answer: str
+    score: float
+
+
+@dataclass
+class AnswerGroup:
+    """Candidates with sympy-equivalent answers; ``mass`` = Σ path scores."""
+
+    answer: str
+    value: sympy.Expr
+    mass: float
+    members: list[Executed] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    """The search's outcome for one problem (no gold involved anywhere).
+
+    ``candidates`` is every distinct surviving answer (executed, type-consistent) with its pooled
+    probability, best first; ``program`` the chosen program's ``programs.steps`` JSON;
+    ``dropped`` counts complete paths removed by execution failure / type.
+    """
+
+    answer: str | None
+    probability: float | None
+    program: dict[str, Any] | None
+    chosen: Path | None
+    paths_explored: int
+    disagreement: bool
+    candidates: list[dict[str, Any]]
+    no_answer_reason: str | None
+    dropped: dict[str, int]
+    plan: Plan | None = None
+
+
+def _vote(executed: list[Executed]) -> list[AnswerGroup]:
+    groups: list[AnswerGroup] = []
+    for item in executed:
+        for group in groups:
+            if _same_value(group.value, item.value):
+                group.mass += item.score
+                group.members.append(item)
+                break
+        else:
+            groups.append(AnswerGroup(item.answer, item.value, item.score, [item]))
+    for group in groups:
+        group.members.sort(key=lambda member: -member.score)
+    groups.sort(key=lambda group: (-group.mass, -group.members[0].score))
+    return groups
+
+
+def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Candidate, float]]],
+           config: SearchConfig = SearchConfig()) -> SearchResult:
+    """Run the search for one problem given its plan and C3's answers to ``plan.requests``.
+
+    ``operands[i]`` is C3's per-position distributions for ``plan.requests[i]``.
+    """
+    if not proposal.mentions:
+        return SearchResult(None, None, None, None, 0, False, [], NO_NUMBERS, {}, plan)
+    lists = {}
+    for request, positions in zip(plan.requests, operands):
+        lists[(request.slot, request.op)] = operand_lists(positions, request.slot, request.op,
+                                                          len(proposal.mentions), config)
+    depends = np.asarray(proposal.depends, dtype=float)
+    if depends.ndim != 2:
+        depends = np.full((0, 0), 0.5)
+    paths = beam(plan, lists, depends, config)
+    if not paths:
+        return SearchResult(None, None, None, None, 0, False, [], NO_PROGRAM, {}, plan)
+
+    type_probs = {t: float(proposal.answer_type.get(t, 0.0)) for t in ANSWER_TYPES}
+    total_type = sum(type_probs.values())
+    kept_types = {t for t, _ in collapse(list(type_probs.items()), config.theta, config.top_k)} \
+        if total_type > 0 else set(ANSWER_TYPES)
+    executed: list[Executed] = []
+    failed = inconsistent = 0
+    for path in paths:
+        try:
+            program = path_program(path, proposal)
+            result = execute_program(program, config.limits)
+        except ExecutionError:
+            failed += 1
+            continue
+        value = result.answer
+        types = value_answer_types(value)
+        if not types & kept_types:
+            inconsistent += 1
+            continue
+        type_factor = (sum(type_probs[t] for t in types) / total_type) if total_type > 0 else 1.0
+        executed.append(Executed(path, program, result.values, value, format_answer_value(value),
+                                 path.score * type_factor))
+    dropped = {"failed": failed, "type": inconsistent}
+    if not executed:
+        reason = NO_EXECUTABLE if failed == len(paths) else NO_CONSISTENT
+        return SearchResult(None, None, None, None, len(paths), False, [], reason, dropped, plan)
+    groups = _vote(executed)
+    best = groups[0].members[0]
+    candidates = [{"answer": group.answer, "probability": round(min(1.0, group.mass), 6),
+                   "paths": len(group.members)} for group in groups]
+    return SearchResult(
+        answer=groups[0].answer,
+        probability=min(1.0, groups[0].mass),
+        program=program_json(best.program, best.values),
+        chosen=best.path,
+        paths_explored=len(paths),
+        disagreement=len(groups) > 1,
+        candidates=candidates,
+        no_answer_reason=None,
+        dropped=dropped,
+        plan=plan,
+    )
+
+
+OperandsFn = Callable[[Sequence[OperandRequest]], list[list[dict[Candidate, float]]]]
+
+
+def search_with(proposal: Proposal, operands_fn: OperandsFn, config: SearchConfig = SearchConfig()) -> SearchResult:
+    """Plan, ask ``operands_fn`` (C3) once for every request, search."""
+    plan = plan_requests(proposal, config)
+    if not proposal.mentions:
+        return search(proposal, plan, [], config)
+    answers = operands_fn(plan.requests) if plan.requests else []
+    return search(proposal, plan, answers, config)

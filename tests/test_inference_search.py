@@ -1,0 +1,139 @@
+"""The gold-blind search on hand-made distributions (no model, no database)."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.inference.search import (
+    NO_CONSISTENT, NO_NUMBERS, SearchConfig, collapse, plan_requests, search_with, value_answer_types,
+)
+from app.inference.solve import solve
+from tests.inference_helpers import BETTY, NATALIA, FakeSpecialists, TableOperands, betty, make_proposal, natalia
+
+
+def test_collapse_takes_the_top_choice_above_theta_else_top_k():
+    dist = [("a", 0.1), ("b", 0.86), ("c", 0.04)]
+    assert collapse(dist, 0.85, 3) == [("b", 0.86)]
+    assert collapse(dist, 0.9, 2) == [("b", 0.86), ("a", 0.1)]
+    assert collapse(dist, 0.0, 3) == [("b", 0.86)]
+    assert collapse([("a", 0.5), ("b", 0.0)], 1.0, 3) == [("a", 0.5)]
+
+
+def test_natalia_recovers_48_div_2_then_48_plus_24():
+    proposal, c3 = natalia()
+    result = search_with(proposal, c3)
+    assert result.answer == "72"
+    steps = result.program["steps"]
+    assert [s["op"] for s in steps] == ["DIV", "ADD"]
+    assert steps[0]["operands"] == [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+                                    {"kind": "problem", "value": "2", "start": 68, "end": 72}]
+    assert steps[0]["result"] == "24" and steps[0]["text"] == "48/2=24"
+    assert steps[1]["operands"] == [{"kind": "problem", "value": "48", "start": 22, "end": 24},
+                                    {"kind": "step", "ref": 1}]
+    assert steps[1]["text"] == "48+24=72" and result.program["answer_step"] == 2
+    assert NATALIA[22:24] == "48" and NATALIA[68:72] == "half"
+    # C3 was asked once, for every (slot, op) the collapsed C2 kept.
+    assert len(c3.calls) == 1
+    assert {(r.slot, r.op) for r in c3.calls[0]} == {(0, "DIV"), (0, "MUL"), (0, "ADD"), (1, "ADD"),
+                                                      (1, "SUB"), (1, "MUL")}
+    assert 0 < result.probability <= 1
+    assert result.candidates[0]["answer"] == "72"
+    assert result.disagreement is True  # e.g. 48-24 = 24 is also in the beam
+
+
+def test_betty_recovers_the_three_step_program():
+    proposal, c3 = betty()
+    result = search_with(proposal, c3)
+    assert result.answer == "5"
+    steps = result.program["steps"]
+    assert [s["op"] for s in steps] == ["DIV", "MUL", "SUB"]
+    assert [s["result"] for s in steps] == ["50", "30", "5"]
+    assert steps[2]["operands"] == [{"kind": "problem", "value": "100", "start": 51, "end": 55},
+                                    {"kind": "step", "ref": 1}, {"kind": "step", "ref": 2},
+                                    {"kind": "problem", "value": "15", "start": 133, "end": 136}]
+    assert BETTY[133:136] == "$15"
+
+
+def test_theta_one_explores_more_paths_than_theta_zero():
+    proposal, c3 = natalia()
+    greedy = search_with(proposal, c3, SearchConfig(theta=0.0))
+    wide = search_with(proposal, c3, SearchConfig(theta=1.0))
+    default = search_with(proposal, c3, SearchConfig())
+    assert greedy.paths_explored == 1 and greedy.disagreement is False
+    assert greedy.answer == "72"  # the argmax path is already right here
+    assert wide.paths_explored > default.paths_explored > greedy.paths_explored
+    assert wide.paths_explored <= 100
+    assert len(plan_requests(proposal, SearchConfig(theta=0.0)).requests) == 2
+
+
+def test_path_cap_bounds_the_paths_explored():
+    proposal, c3 = betty()
+    assert search_with(proposal, c3, SearchConfig(theta=1.0, max_paths=7)).paths_explored == 7
+
+
+def test_answer_type_filter_drops_inconsistent_answers():
+    # Top path: 48 / 5 (a fraction) but C6 is sure the answer is an integer → 48 * 5 wins.
+    text = "A box holds 48 pens and 5 pencils."
+    proposal = make_proposal(text, {1: 1.0}, [{"DIV": 0.7, "MUL": 0.3}],
+                             answer_type={"integer": 0.95, "fraction": 0.05})
+    c3 = TableOperands({(0, "DIV"): [{("problem", 0, "literal"): 1.0}, {("problem", 1, "literal"): 1.0}, {("end",): 1.0}],
+                        (0, "MUL"): [{("problem", 0, "literal"): 1.0}, {("problem", 1, "literal"): 1.0}, {("end",): 1.0}]})
+    result = search_with(proposal, c3)
+    assert result.answer == "240" and result.dropped == {"failed": 0, "type": 1}
+    # Only the fraction in the beam → a clear "no answer", not a wrong-typed guess.
+    only_div = make_proposal(text, {1: 1.0}, [{"DIV": 1.0}], answer_type={"integer": 1.0})
+    none = search_with(only_div, c3)
+    assert none.answer is None and none.no_answer_reason == NO_CONSISTENT
+
+
+def test_failing_programs_are_dropped():
+    text = "Split 12 apples among 0 children or 3 children."
+    proposal = make_proposal(text, {1: 1.0}, [{"DIV": 1.0}])
+    c3 = TableOperands({(0, "DIV"): [{("problem", 0, "literal"): 1.0},
+                                     {("problem", 1, "literal"): 0.6, ("problem", 2, "literal"): 0.4},
+                                     {("end",): 1.0}]})
+    result = search_with(proposal, c3)
+    assert result.answer == "4" and result.dropped["failed"] == 1
+
+
+def test_equivalent_answers_pool_their_probability():
+    proposal, c3 = natalia()
+    result = search_with(proposal, c3, SearchConfig(theta=1.0))
+    answers = [c["answer"] for c in result.candidates]
+    assert len(answers) == len(set(answers))  # one entry per distinct answer
+    assert sum(c["paths"] for c in result.candidates) + sum(result.dropped.values()) == result.paths_explored
+
+
+def test_value_answer_types():
+    import sympy
+    assert value_answer_types(sympy.Integer(3)) == {"integer"}
+    assert value_answer_types(sympy.Integer(-3)) == {"integer", "negative"}
+    assert value_answer_types(sympy.Rational(1, 2)) == {"decimal", "fraction"}
+    assert value_answer_types(2 * sympy.sqrt(3)) == {"radical"}
+
+
+def test_no_numbers_gives_a_clear_no_answer():
+    solutions = solve(["What is the capital of France?"], FakeSpecialists())
+    assert solutions[0].answer is None
+    assert solutions[0].no_answer_reason == NO_NUMBERS
+    assert solutions[0].paths_explored == 0 and solutions[0].program is None
+    assert set(solutions[0].predictions) == {"C1", "C2", "C3", "C4", "C5", "C6"}
+
+
+def test_solve_takes_texts_and_models_only_and_fills_predictions():
+    specialists = FakeSpecialists({NATALIA: natalia(), BETTY: betty()})
+    first, second = solve([NATALIA, BETTY], specialists)
+    assert (first.answer, second.answer) == ("72", "5")
+    assert first.model_version == "C1v1.C2v1.C3v1.C4v1.C5v1.C6v1"
+    assert first.predictions["C2"]["steps"][0]["op"] == "DIV"
+    assert first.predictions["C3"]["steps"][0]["operands"][1] == {
+        "kind": "problem", "start": 68, "end": 72, "value": "2", "reading": "reciprocal"}
+    assert first.predictions["C5"]["edges"] == [[1, 2]]
+    assert first.predictions["C6"]["answer_step"] == 2 and first.predictions["C6"]["answer_type"] == "integer"
+    assert first.ms > 0
+
+
+@pytest.mark.parametrize("theta", [-0.1, 1.5])
+def test_config_rejects_bad_theta(theta):
+    with pytest.raises(ValueError):
+        SearchConfig(theta=theta)
