@@ -43,6 +43,10 @@ Building blocks, by module:
   ``char_spans_to_token_spans(char_spans, offsets) -> (k,2)``,
   ``token_spans_to_char_spans(token_spans, offsets, text=None) -> (k,2)``, ``trim_span``,
   ``render_spans(text, char_spans, labels=None) -> str``, ``render_token_spans(text, token_spans, offsets)``.
+* ``units``: ``unbreakable_spans(text) -> (k,2)`` char spans of numbers, ``<<…>>`` calculator
+  annotations and LaTeX math (display math cut at its ``\\\\`` line breaks); ``inside_units(text)``;
+  ``word_start_tokens`` (alignment) never lets a CoT segment start inside one, nor at a token that
+  starts before the previous token ends (byte pieces of ×, →, €).
 * ``clauses``: ``load_spacy(model_names)``, ``parse_problem(text, ClauseConfig)``, ``latex_spans(text)``,
   ``clause_spans(text, ClauseConfig)``, ``expand_to_clauses(text, char_spans, ClauseConfig) -> list[(s, e)]``,
   ``merge_spans``, ``problem_regions``, ``problem_regions_per_segment``.

@@ -22,6 +22,7 @@ import numpy as np
 
 from app.signals.arrays import as_offsets as _offsets
 from app.signals.arrays import as_spans as _spans
+from app.signals.units import inside_units
 
 __all__ = [
     "ProblemTokens",
@@ -195,14 +196,27 @@ def render_token_spans(text: str, token_spans: Any, offsets: Any, labels: Sequen
 
 
 def word_start_tokens(char_spans: Any, text: str) -> np.ndarray:
-    """Token char spans ``(n, 2)`` into ``text`` → bool ``(n,)``: True where a token does not continue
-    a word begun by an earlier token (its first char is not a word char preceded by a word char).
+    """Token char spans ``(n, 2)`` into ``text`` → bool ``(n,)``: True where a CoT segment may start.
 
-    Empty tokens are False. Used to keep CoT segment boundaries at word starts.
+    A token may start a segment when it is non-empty and its first char (char offset into ``text``)
+    * does not continue a word begun by an earlier token (a word char preceded by a word char);
+    * does not lie inside an unbreakable unit — a number ("0.25", "1,000"), a calculator
+      annotation ("<<48/2=24>>24") or LaTeX math (``units.unbreakable_spans``);
+    * is not before the end of an earlier token: byte-level BPE splits a multi-byte char (×, →, €)
+      into several tokens with the same char span, and only the first of them may start a segment
+      (otherwise two segments' char spans overlap).
+
+    Used to snap CoT segment boundaries (``jsd.snap_boundaries``).
     """
     spans = _spans(char_spans)
     continues_word = np.zeros(len(text) + 1, dtype=bool)
     for word in re.finditer(r"\w+", text):
         continues_word[word.start() + 1 : word.end()] = True
     starts = np.clip(spans[:, 0], 0, len(text))
-    return (spans[:, 1] > spans[:, 0]) & ~continues_word[starts]
+    previous_end = np.maximum.accumulate(np.concatenate(([0], spans[:-1, 1]))) if len(spans) else spans[:, 1]
+    return (
+        (spans[:, 1] > spans[:, 0])
+        & ~continues_word[starts]
+        & ~inside_units(text)[starts]
+        & (spans[:, 0] >= previous_end)
+    )

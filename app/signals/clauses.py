@@ -7,8 +7,9 @@ A clause is the tokens a head owns (its dependency subtree minus the subtrees of
 clause heads), cut to the head's sentence and trimmed of edge punctuation, coordinating
 conjunctions and connectives ("then"); its region is the char hull of those tokens.
 LaTeX math (``$…$``, ``$$…$$``, ``\\(…\\)``, ``\\[…\\]``) is atomic: before parsing each
-math span is replaced by a same-length placeholder word, so offsets are unchanged and a
-region never cuts a formula.
+math span is replaced by a same-length, space-delimited placeholder word, so offsets are
+unchanged, the placeholder never fuses with a neighbouring word, and a region never cuts a
+formula.
 
 All positions here are **char** offsets into the problem text.
 """
@@ -16,7 +17,6 @@ All positions here are **char** offsets into the problem text.
 from __future__ import annotations
 
 import importlib
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -28,6 +28,7 @@ from app.signals.alignment import trim_span
 from app.signals.arrays import as_spans, to_numpy
 from app.signals.config import ClauseConfig, SignalConfig
 from app.signals.iaf import high_iaf_tokens
+from app.signals.units import latex_spans
 
 __all__ = [
     "Region",
@@ -42,12 +43,6 @@ __all__ = [
     "problem_regions_per_segment",
 ]
 
-_LATEX_RE = re.compile(
-    r"\$\$.+?\$\$"  # display math
-    r"|\\\(.+?\\\)|\\\[.+?\\\]"  # \( … \)  and  \[ … \]
-    r"|(?<![\\$])\$(?=\S)(?:\\\$|[^$])+?(?<=\S)(?<!\\)\$(?!\d)",  # inline $…$, not "$5 and $6"
-    re.DOTALL,
-)
 _CLAUSE_POS = frozenset({"VERB", "AUX"})
 
 
@@ -100,19 +95,25 @@ def _load_spacy_model(name: str) -> Any:
         raise OSError(f"{name}: {first}; import: {exc}") from exc
 
 
-def latex_spans(text: str) -> list[tuple[int, int]]:
-    """Char spans of LaTeX math in ``text`` (delimiters included).  Money such as
-    "$5 and $6" or "$3.50" is not math: inline ``$…$`` must not start or end with a space
-    and must not be followed by a digit."""
-    return [m.span() for m in _LATEX_RE.finditer(text)]
-
-
 def mask_latex(text: str, spans: Sequence[tuple[int, int]]) -> str:
     """Replace each span by a same-length placeholder word ("Xxxx…") so that spaCy sees one
-    noun-like token and every char offset is preserved."""
+    noun-like token and every char offset is preserved.
+
+    The placeholder stays space-delimited: where the span touches a non-space char outside it
+    ("\\]Find", "(a$x$"), its edge char becomes a space instead of "x", so the placeholder never
+    fuses with the neighbouring word into one spaCy token.
+    """
     out = list(text)
     for s, e in spans:
-        out[s:e] = "X" + "x" * (e - s - 1)
+        if e - s <= 0:
+            continue
+        piece = ["x"] * (e - s)
+        piece[0] = "X"
+        if e - s >= 3 and s > 0 and not text[s - 1].isspace():
+            piece[0], piece[1] = " ", "X"
+        if e - s >= 3 and e < len(text) and not text[e].isspace():
+            piece[-1] = " "
+        out[s:e] = piece
     return "".join(out)
 
 
