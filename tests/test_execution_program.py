@@ -106,6 +106,18 @@ def test_literal_mention_preferred_over_operator_word_reading() -> None:
     assert quarter.operands[1] == Operand("constant", value="0.25")  # 1/4 is not a reading of "4"
 
 
+def test_integer_fraction_text_is_a_division_when_that_grounds_it() -> None:
+    problem = "Weng earns $12 an hour for babysitting. Yesterday, she just did 50 minutes of babysitting."
+    program = _build(problem, "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute.\n"
+                              "Working 50 minutes, she earned 0.2 x 50 = $<<0.2*50=10>>10.")
+    assert [step.op for step in program.steps] == ["DIV", "MUL"]
+    assert program.steps[0].operands == (Operand("problem", value="12", start=11, end=14, reading="literal"),
+                                         Operand("constant", value="60"))
+    assert program.steps[1].operands[0] == Operand("step", ref=1)
+    kept = _build("She ate 3/4 of the 8 pies.", "3/4*8 = <<3/4*8=6>>6").steps[0].operands
+    assert kept[0] == Operand("problem", value="0.75", start=8, end=11, reading="literal")  # not DIV(3, 4)
+
+
 def test_rounded_written_results_link_to_the_exact_step() -> None:
     program = _build("Split 10 dollars 3 ways.", "10/3 = <<10/3=3.33>>3.33 each, so 3.33*3=<<3.33*3=10>>10")
     assert program.steps[1].operands[0] == Operand("step", ref=1)

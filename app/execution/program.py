@@ -52,6 +52,8 @@ Representation choices:
 from __future__ import annotations
 
 from collections.abc import Sequence
+import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -212,6 +214,10 @@ def _build_computation(computation: Computation, mentions: list[NumberMention],
         substituted = _substitute_known(computation, unknowns, built)
         if substituted is not None:
             computation = substituted
+    if computation.kind == "value" and computation.tree is not None:
+        split = _split_divisions(computation.tree, mentions, built)
+        if split is not computation.tree:
+            computation = dataclasses.replace(computation, tree=split)
     if computation.kind == "value" and not isinstance(computation.tree, Apply):
         return _selection(computation, built, unknowns, next_id)
     if computation.kind == "equation":
@@ -305,6 +311,36 @@ def _numbers(node: Node) -> list[Num]:
     if isinstance(node, Apply):
         return [num for arg in node.args for num in _numbers(arg)]
     return []
+
+
+_DIVISION_TEXT_RE = re.compile(r"(\d+)/(\d+)")
+
+
+def _split_divisions(node: Node, mentions: list[NumberMention], built: list[_Built]) -> Node:
+    """``12/60`` parsed as one fraction literal becomes ``DIV(12, 60)`` when that grounds it.
+
+    A written ``a/b`` of two integers is a division, not a fraction literal, when the fraction
+    is not itself a number of the problem text but ``a`` or ``b`` is (or is an earlier result):
+    "$12 an hour … 12/60 = 0.2 per minute" divides the problem's 12 by the constant 60.
+    Returns ``node`` itself when nothing changes.
+    """
+    if isinstance(node, Apply):
+        args = tuple(_split_divisions(arg, mentions, built) for arg in node.args)
+        return node if all(new is old for new, old in zip(args, node.args)) else Apply(node.op, args)
+    if not isinstance(node, Num) or node.percent:
+        return node
+    match = _DIVISION_TEXT_RE.fullmatch(node.text.strip())
+    if match is None or int(match.group(2)) == 0:
+        return node
+    if any(_mention_match(mention, node) is not None for mention in mentions):
+        return node
+    parts = [Num(sympy.Rational(int(group)), group) for group in match.groups()]
+    grounded = any(
+        any(item.value == part.value for item in built)
+        or any(_mention_match(mention, part) is not None for mention in mentions)
+        for part in parts
+    )
+    return Apply("DIV", tuple(parts)) if grounded else node
 
 
 def _divisor_ids(node: Node) -> set[int]:
