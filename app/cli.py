@@ -93,30 +93,62 @@ def db_downgrade(
 
 
 @db_app.command("url")
-def db_url() -> None:
-    """Print the database URL (for the embedded server: its Unix-socket URL).
+def db_url(
+    sqlalchemy: Annotated[bool, typer.Option("--sqlalchemy", help="Print the SQLAlchemy URL (postgresql+psycopg://…) instead of the libpq one.")] = False,
+    linger: Annotated[float, typer.Option(help="Embedded server only: keep it up until no client has been connected for this many seconds (0: it stops when this command exits).")] = 60.0,
+) -> None:
+    """Print the database URL for psql and other libpq tools: psql "$(mycelium db url)".
 
-    The embedded server runs while a Mycelium process holds it; use `mycelium db serve` to keep
-    it up for psql or other machines' tools.
+    With the embedded server, a detached holder keeps it up while clients are connected and stops
+    it LINGER seconds after the last one leaves; `mycelium db serve` keeps it up in the foreground.
     """
+    from app.db.libpq import libpq_url, spawn_holder
     from app.db.session import database_url
 
-    console.print(database_url(), soft_wrap=True)
+    url = database_url()
+    if not get_settings().database_url and linger > 0:
+        spawn_holder(linger)
+    print(url if sqlalchemy else libpq_url(url))
+
+
+@db_app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def db_psql(ctx: typer.Context) -> None:
+    """Run psql on the database (extra arguments go to psql, e.g. `mycelium db psql -c 'select 1'`)."""
+    import shutil
+    import subprocess
+
+    from app.db.libpq import libpq_url
+    from app.db.session import database_url
+
+    psql = shutil.which("psql")
+    if psql is None:
+        raise UserError("psql is not installed (e.g. `apt-get install postgresql-client`); "
+                        "`mycelium db url` prints the URL for another client")
+    ensure_schema()
+    raise typer.Exit(subprocess.call([psql, libpq_url(database_url()), *ctx.args]))
 
 
 @db_app.command("serve")
-def db_serve() -> None:
+def db_serve(
+    until_idle: Annotated[Optional[float], typer.Option(help="Exit once no client has been connected for this many seconds (used by `db url`).")] = None,
+) -> None:
     """Keep the embedded Postgres running in the foreground until Ctrl-C (then stop it)."""
     import time
 
-    from app.db.session import database_url
+    from app.db.libpq import detach_stdout, hold_until_idle, libpq_url
+    from app.db.session import database_url, reset_engines
 
     if get_settings().database_url:
-        err_console.print("DATABASE_URL is set: there is no embedded server to serve.")
-        raise typer.Exit(2)
+        raise UserError("DATABASE_URL is set: there is no embedded server to serve", exit_code=2)
     ensure_schema()
     url = database_url()
-    console.print(f"embedded Postgres is up: {url}\npsql: psql '{url.replace('+psycopg', '')}'")
+    if until_idle is not None:
+        reset_engines()  # our own pooled connection must not count as a client
+        print(libpq_url(url), flush=True)
+        detach_stdout()
+        hold_until_idle(url, until_idle)
+        return
+    console.print(f"embedded Postgres is up: {url}\npsql: psql '{libpq_url(url)}'", soft_wrap=True)
     try:
         while True:
             time.sleep(3600)

@@ -42,7 +42,7 @@ def test_embedded_database_persists_between_commands_and_stops(tmp_path: Path) -
     assert sum(row["count"] for row in problems) == 60
     assert {row["dataset"] for row in problems} == {"gsm8k"}
 
-    url = _mycelium(home, "db", "url")
+    url = _mycelium(home, "db", "url", "--linger", "0")
     assert url.returncode == 0, url.stderr
-    assert url.stdout.startswith("postgresql+psycopg://postgres:@/mycelium?host=")
+    assert url.stdout.startswith("postgresql://postgres:@/mycelium?host=")  # libpq, for psql
     assert not _postmaster_running(home / "pgdata")

