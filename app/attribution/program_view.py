@@ -76,10 +76,11 @@ class Step:
     op: str | None
     operands: tuple[Operand, ...] = ()
 
-    def groundings(self) -> tuple[tuple[str, str | None], ...]:
-        """Operand groundings, sorted for commutative ops (order-free), else in position order."""
+    def groundings(self, op: str | None = None) -> tuple[tuple[str, str | None], ...]:
+        """Operand groundings, sorted when ``op`` (default: this step's op) is commutative (order-free),
+        else in position order. Pass the reference op to compare a predicted step under its rule."""
         keys = tuple(o.grounding for o in self.operands)
-        if self.op in COMMUTATIVE_OPS:
+        if (op or self.op) in COMMUTATIVE_OPS:
             return tuple(sorted(keys, key=lambda k: (k[0], k[1] or "")))
         return keys
 

@@ -198,7 +198,7 @@ def check_extraction(ref: ProgramView, pred: ProgramView, alignment: Alignment |
     constants_involved = False
     for p, r in alignment.pairs:
         ps, rs = pred_steps[p], ref_steps[r]
-        if ps.groundings() != rs.groundings():
+        if ps.groundings(rs.op) != rs.groundings(rs.op):
             constants_involved |= any(o.kind == "constant" for o in (*ps.operands, *rs.operands))
             failures.append({"check": "operands", "specialist": "C3", "step": r, "predicted_step": p,
                              "predicted": [o.as_json() for o in ps.operands],
