@@ -8,7 +8,7 @@ from app.attribution.align import REGION_MIN_COVERAGE, align_steps, match_region
 from app.attribution.program_view import read_program, value_key
 from app.attribution.rules import CATEGORIES, NO_REFERENCE, Outcome, TeacherTrace, answer_in_text, attribute
 from app.db.models import AttributionCategory
-from tests.attribution_cases import (
+from tests.test_attribution_cases import (
     COT_NO_GOLD, COT_RIGHT, COT_WRONG_ANSWER, FIRST, GOLD, PIPELINE_FAULTS, SECOND, prediction, reference,
 )
 
