@@ -145,3 +145,30 @@ def _resume_stalled_jobs(sender: Any = None, **_: Any) -> None:
         return
     if resumed:
         log.info("resumed stalled jobs %s on queues %s", resumed, ",".join(queues))
+
+
+_sweeper: Any = None  # this worker's LeaseSweeper (workers.recovery), once it is ready
+
+
+@signals.worker_ready.connect
+def _start_lease_sweep(sender: Any = None, **_: Any) -> None:
+    """The worker's heartbeat: every sweep interval, re-send work for jobs that a dead worker left
+    idle past the lease, so they finish without a restart (workers.recovery)."""
+    global _sweeper
+    from workers.recovery import start_sweeper
+
+    if _sweeper is not None:
+        return
+    queues = sorted(sender.app.amqp.queues.consume_from) if sender is not None else list(QUEUES)
+    _sweeper = start_sweeper(sender.app if sender is not None else app, queues)
+    if _sweeper is not None:
+        log.info("lease sweep every %s s (lease %s s) on queues %s", _sweeper.interval_s, _sweeper.lease_s,
+                 ",".join(queues))
+
+
+@signals.worker_shutdown.connect
+def _stop_lease_sweep(**_: Any) -> None:
+    global _sweeper
+    if _sweeper is not None:
+        _sweeper.stop()
+        _sweeper = None

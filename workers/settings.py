@@ -30,6 +30,15 @@ class WorkerSettings(BaseSettings):
     extra_task_modules: str = Field(
         default="", description="Comma-separated modules imported by workers to register more job kinds."
     )
+    lease_s: float = Field(
+        default=600.0,
+        description="A job with unclaimed items and no progress (no item claimed or finished) for this long is "
+        "sent a new task by the workers' lease sweep, and a committed claim this old that no live "
+        "transaction holds is released (workers.recovery). Longer than one batch of the slowest kind.",
+    )
+    sweep_interval_s: float = Field(
+        default=60.0, description="Seconds between lease sweeps in every worker (0 disables the sweep)."
+    )
     max_retries: int = Field(default=5, description="Retries of a task that hit a transient error.")
     retry_backoff_max_s: int = Field(default=300, description="Cap of the exponential retry backoff.")
 
