@@ -21,6 +21,7 @@ from app.cli_support import MyceliumGroup, report_unexpected
 from app.config import get_settings
 from app.db.schema_check import ensure_schema  # noqa: F401  (re-exported: commands call it)
 from app.errors import UserError
+from app.inference.cli import evaluate_command, solve_command
 from app.attribution.cli import attribute as attribute_command, errors as errors_command
 from labeling.cli import labelstudio_app, review_app, round_app
 from workers.cli import jobs_app, worker
@@ -44,6 +45,8 @@ app.command("worker")(worker)
 app.add_typer(round_app, name="round")
 app.add_typer(review_app, name="review")
 app.add_typer(labelstudio_app, name="labelstudio")
+app.command("solve")(solve_command)
+app.command("evaluate")(evaluate_command)
 app.command("attribute")(attribute_command)
 app.command("errors")(errors_command)
 
