@@ -23,6 +23,7 @@ from app.db.schema_check import ensure_schema  # noqa: F401  (re-exported: comma
 from app.errors import UserError
 from app.inference.cli import evaluate_command, solve_command
 from app.attribution.cli import attribute as attribute_command, errors as errors_command
+from app.labels.cli import labels_app
 from labeling.cli import labelstudio_app, review_app, round_app
 from workers.cli import jobs_app, worker
 
@@ -45,6 +46,7 @@ app.command("worker")(worker)
 app.add_typer(round_app, name="round")
 app.add_typer(review_app, name="review")
 app.add_typer(labelstudio_app, name="labelstudio")
+app.add_typer(labels_app, name="labels")
 app.command("solve")(solve_command)
 app.command("evaluate")(evaluate_command)
 app.command("attribute")(attribute_command)
