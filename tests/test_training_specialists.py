@@ -1,0 +1,84 @@
+"""Specialists end to end on the fixtures with a tiny random encoder: train, register, load, propose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from app.db.models import SpecialistModel
+from app.inference.proposals import ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, OperandRequest
+from tests.training_helpers import make_snapshot, seed_labels, tiny_train_config, train_tiny_specialists
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    from app.config import get_settings
+
+    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield tmp_path / "home"
+    get_settings.cache_clear()
+
+
+def test_train_load_propose_and_round_trip(db_session, home: Path, tmp_path: Path) -> None:
+    specialists = train_tiny_specialists(db_session, tmp_path / "tiny")
+    assert specialists.model_version == "C1v1.C2v1.C3v1.C4v1.C5v1.C6v1"
+    rows = db_session.scalars(select(SpecialistModel).order_by(SpecialistModel.id)).all()
+    assert [str(r.specialist) for r in rows] == ["C1", "C2", "C3", "C4", "C5", "C6"]
+    for row in rows:
+        assert Path(row.artifact_path).is_dir() and len(row.artifact_sha256) == 64
+        assert row.artifact_path == str(home / "models" / str(row.specialist) / "v1")
+        heads = row.metrics["heads"]
+        assert heads, row.specialist
+        for head in heads.values():
+            assert 0.0 <= head["ece_after"] <= 1.0 and head["temperature"] > 0
+            assert {"accuracy", "macro_f1", "baseline", "ece_before"} <= set(head)
+
+    text = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May."
+    (proposal,) = specialists.propose([text])
+    assert proposal.op_probs.shape == (MAX_STEPS, len(proposal.ops)) and proposal.ops[-1] == "NONE"
+    np.testing.assert_allclose(proposal.op_probs.sum(axis=1), 1.0, rtol=1e-5)
+    assert proposal.answer_step_probs.shape == (MAX_STEPS,)
+    assert set(proposal.answer_type) == set(ANSWER_TYPES)
+    assert proposal.depends.shape == (MAX_STEPS, MAX_STEPS) and np.all(np.tril(proposal.depends) == 0)
+    assert proposal.relevance.shape == proposal.token_starts.shape == proposal.token_ends.shape
+    assert text[proposal.token_starts[0]:proposal.token_ends[0]].lower() == "natalia"
+    assert [m.text for m in proposal.mentions] == ["48", "half"]
+
+    (first, second) = specialists.operands(text, [OperandRequest(0, "DIV"), OperandRequest(1, "ADD")])
+    assert len(first) == MAX_OPERANDS
+    assert ("step", 0) not in first[0] and ("step", 0) in second[0]  # slot 0 has no earlier step
+    assert ("problem", 1, "reciprocal") in first[0] and ("end",) in first[0]
+    assert sum(first[0].values()) == pytest.approx(1.0, abs=1e-5)
+
+    # Round trip: loading the same versions again gives identical predictions.
+    from training.specialists import load_specialists
+
+    again = load_specialists(db_session, "C1v1.C2v1.C3v1.C4v1.C5v1.C6v1")
+    (same,) = again.propose([text])
+    np.testing.assert_array_equal(same.op_probs, proposal.op_probs)
+    np.testing.assert_array_equal(same.relevance, proposal.relevance)
+    assert again.operands(text, [OperandRequest(0, "DIV"), OperandRequest(1, "ADD")]) == [first, second]
+
+
+def test_retrain_same_snapshot_and_config_is_a_no_op(db_session, home: Path, tmp_path: Path) -> None:
+    from training.registry import train_specialist
+    from training.tiny import build_tiny_encoder
+
+    seed_labels(db_session)
+    make_snapshot(db_session)
+    db_session.commit()
+    backbone = str(build_tiny_encoder(tmp_path / "tiny"))
+    first = train_specialist(db_session, "C6", backbone_path=backbone, config=tiny_train_config(), device="cpu")
+    db_session.commit()
+    second = train_specialist(db_session, "C6", backbone_path=backbone, config=tiny_train_config(), device="cpu")
+    assert (first.created, second.created) == (True, False)
+    assert second.version == first.version == "v1" and second.id == first.id
+    third = train_specialist(db_session, "C6", backbone_path=backbone, config=tiny_train_config(epochs=3), device="cpu")
+    db_session.commit()
+    assert third.created and third.version == "v2"
+    assert db_session.scalar(select(func.count()).select_from(SpecialistModel)) == 2
+    assert not list((home / "models" / "C6").glob(".staging-*"))
