@@ -289,3 +289,23 @@ def test_migration_0003_downgrades_to_0002_and_back() -> None:
     finally:
         engine.dispose()
         drop_database(name)
+
+
+def test_readme_queries_run_and_answer(db_session) -> None:
+    """The three queries of the README's "Error attribution" section, on the seeded rows."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Error attribution", 1)[1].split("\n## ", 1)[0]
+    sql = re.search(r"```sql\n(.*?)```", section, re.S).group(1)
+    queries = [q.strip() for q in sql.split(";") if q.strip()]
+    assert len(queries) == 3
+    ids = seed(db_session)
+    attribute_problems(db_session, V1, list(ids.values()))
+    db_session.commit()
+    categories = db_session.execute(text(queries[0])).all()
+    assert categories[0][:2] == ("EXECUTION", 2) and len(categories) == 10
+    specialists = db_session.execute(text(queries[1])).all()
+    assert {row[0] for row in specialists[:2]} == {"executor", "teacher"}
+    assert db_session.execute(text(queries[2])).all() == []  # no round yet
