@@ -21,8 +21,8 @@ from app.cli_support import MyceliumGroup, report_unexpected
 from app.config import get_settings
 from app.db.schema_check import ensure_schema  # noqa: F401  (re-exported: commands call it)
 from app.errors import UserError
-from app.inference.cli import evaluate_command, solve_command
 from app.attribution.cli import attribute as attribute_command, errors as errors_command
+from app.inference.cli import evaluate_command, solve_command
 from app.labels.cli import labels_app
 from labeling.cli import labelstudio_app, review_app, round_app
 from workers.cli import jobs_app, worker
@@ -75,7 +75,9 @@ def _setup(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = "head") -> None:
+def db_upgrade(
+    revision: Annotated[str, typer.Option(help="Alembic revision to upgrade to ('head': the latest).")] = "head",
+) -> None:
     """Create or upgrade the schema (Alembic) in the configured database."""
     from app.db.migrate import upgrade
     from app.db.session import database_url
@@ -268,16 +270,21 @@ def select_problem_ids(dataset: str | None, split: str | None, limit: int | None
 
 @app.command()
 def extract(
-    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Hugging Face model name or local directory [default: TEACHER_MODEL].")] = None,
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Hugging Face model name or local directory (default: TEACHER_MODEL).")] = None,
     dataset: Annotated[Optional[str], typer.Option(help="Dataset name (gsm8k, math).")] = None,
     split: Annotated[Optional[str], typer.Option(help="train / dev / test.")] = None,
     limit: Annotated[Optional[int], typer.Option(help="At most this many problems (in id order).")] = None,
     mode: Annotated[str, typer.Option(help="forced: read the reference solution; generate: the teacher writes the CoT.")] = "forced",
     max_new_tokens: Annotated[int, typer.Option(help="Generation budget (generate mode); truncation is recorded.")] = 1024,
     batch_size: Annotated[int, typer.Option(help="Problems per forward pass.")] = 4,
-    layers: Annotated[str, typer.Option(help="Comma-separated layer indices to capture (negative = from the end).")] = "-1",
-    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16, float16 [default: TEACHER_DTYPE].")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1 … [default: TEACHER_DEVICE].")] = None,
+    layers: Annotated[Optional[str], typer.Option(help="Comma-separated layer indices to capture (negative = from the end; default: -1, or the --signals file's).")] = None,
+    heads: Annotated[Optional[str], typer.Option(help="Comma-separated head indices to aggregate (default: all).")] = None,
+    aggregation: Annotated[Optional[str], typer.Option(help="How heads are combined: mean, max, selected.")] = None,
+    context: Annotated[Optional[str], typer.Option(help="JSD context: full (prompt + CoT so far) or input (problem columns).")] = None,
+    capture_method: Annotated[str, typer.Option("--capture-method", help="recompute (SDPA + recomputed CoT rows) or eager.")] = "recompute",
+    signals: Annotated[Optional[Path], typer.Option("--signals", help="JSON file with signal settings (SignalConfig fields: jsd, iaf, clauses, operands); the options above override its jsd fields.")] = None,
+    dtype: Annotated[Optional[str], typer.Option(help="auto, float32, bfloat16, float16 (default: TEACHER_DTYPE).")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto, cpu, cuda, cuda:1 … (default: TEACHER_DEVICE).")] = None,
     allow_download: Annotated[bool, typer.Option("--allow-download", help="Let from_pretrained fetch from the hub.")] = False,
     queue: Annotated[bool, typer.Option("--queue", help="Submit a job to the workers instead of running inline.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON report.")] = False,
@@ -300,8 +307,14 @@ def extract(
     params = {
         "teacher": teacher, "mode": mode, "max_new_tokens": max_new_tokens, "batch_size": batch_size,
         "layers": layers, "dtype": dtype, "device": device, "local_files_only": not allow_download,
+        "heads": heads, "aggregation": aggregation, "context": context, "capture_method": capture_method,
+        "signals": json.loads(signals.read_text()) if signals else None,
     }
-    config = ExtractionConfig.from_params(params)
+    params = {key: value for key, value in params.items() if value is not None}
+    try:
+        config = ExtractionConfig.from_params(params)
+    except ValueError as error:  # pydantic's ValidationError is a ValueError
+        raise typer.BadParameter(f"signal settings: {error}") from error
     problem_ids = select_problem_ids(dataset, split, limit)
     if queue:
         submit_and_report("extract", params, problem_ids)
@@ -331,7 +344,10 @@ def run_extraction(problem_ids: list[int], teacher_name: str, config, *, dtype: 
     from app.teacher.loading import load_teacher
     from app.teacher.persist import extract_problems
 
-    teacher = load_teacher(teacher_name, dtype=dtype, device=device, local_files_only=local_files_only)
+    try:
+        teacher = load_teacher(teacher_name, dtype=dtype, device=device, local_files_only=local_files_only)
+    except OSError as error:  # transformers: not in the local cache / not a model directory / no network
+        raise teacher_unavailable(teacher_name, local_files_only, error) from error
     with Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=err_console) as bar:
         task = bar.add_task(f"extracting ({config.mode})", total=len(problem_ids))
@@ -344,8 +360,65 @@ def run_extraction(problem_ids: list[int], teacher_name: str, config, *, dtype: 
     return report
 
 
+def teacher_unavailable(name: str, local_files_only: bool, error: OSError) -> UserError:
+    """The one-line error for a teacher that from_pretrained cannot load."""
+    if Path(name).expanduser().exists():
+        return UserError(f"cannot load the teacher from {name}: {str(error).splitlines()[0]}")
+    if local_files_only:
+        return UserError(
+            f"teacher {name!r} is not available locally: pass --allow-download to fetch it from the Hugging Face hub, "
+            "give a local model directory (--teacher /path or TEACHER_MODEL), or try the tiny demo teacher "
+            "(`mycelium demo`)"
+        )
+    return UserError(f"cannot download teacher {name!r} from the Hugging Face hub ({str(error).splitlines()[0]}); "
+                     "check the name and your network, or give a local model directory")
+
+
+@show_app.command("traces")
+def show_traces(
+    dataset: Annotated[Optional[str], typer.Option(help="Only this dataset (gsm8k, math).")] = None,
+    problem: Annotated[Optional[int], typer.Option(help="Only the traces of this problem id.")] = None,
+    limit: Annotated[int, typer.Option(help="Newest N traces.")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON list.")] = False,
+) -> None:
+    """List trace ids (newest first) with their problem, status and correctness, for `show trace ID`."""
+    from sqlalchemy import select
+
+    from app.db.models import Dataset, Problem, Trace
+    from app.db.session import session_scope
+
+    ensure_schema()
+    query = (select(Trace.id, Trace.problem_id, Problem.external_id, Dataset.name, Trace.status, Trace.correct,
+                    Trace.created_at)
+             .join(Problem, Problem.id == Trace.problem_id).join(Dataset).order_by(Trace.id.desc()).limit(limit))
+    if dataset:
+        query = query.where(Dataset.name == dataset)
+    if problem is not None:
+        query = query.where(Trace.problem_id == problem)
+    with session_scope() as session:
+        rows = [
+            {"id": r.id, "problem_id": r.problem_id, "external_id": r.external_id, "dataset": r.name,
+             "status": str(r.status), "correct": r.correct, "created_at": r.created_at.isoformat(timespec="seconds")}
+            for r in session.execute(query)
+        ]
+    if as_json:
+        print(json.dumps(rows))
+        return
+    if not rows:
+        err_console.print("no traces yet: run `mycelium extract` (or `mycelium demo`)")
+        return
+    table = Table(title="traces", title_justify="left")
+    for column in rows[0]:
+        table.add_column(column, justify="right" if column in ("id", "problem_id") else "left")
+    for row in rows:
+        table.add_row(*(str(value) for value in row.values()))
+    console.print(table)
+
+
 @show_app.command("trace")
-def show_trace(trace_id: int) -> None:
+def show_trace(
+    trace_id: Annotated[int, typer.Argument(help="Trace id (list them with `mycelium show traces`).")],
+) -> None:
     """Render a trace: the CoT with its JSD segments, the problem with its regions per step."""
     from sqlalchemy import select
 
@@ -356,8 +429,7 @@ def show_trace(trace_id: int) -> None:
     with session_scope() as session:
         trace = session.get(Trace, trace_id)
         if trace is None:
-            err_console.print(f"[red]no trace {trace_id}[/red]")
-            raise typer.Exit(1)
+            raise UserError(f"no trace {trace_id}: list the trace ids with `mycelium show traces`")
         problem = trace.problem
         console.print(f"[bold]trace {trace.id}[/bold] problem {problem.id} ({problem.external_id}) "
                       f"status={trace.status} teacher_answer={trace.teacher_answer!r} gold={problem.gold_answer!r} "

@@ -14,6 +14,7 @@ import secrets
 import signal
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -39,22 +40,61 @@ def _ensure_schema() -> None:
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
-    err_console.print(f"[red]{message}[/red]", soft_wrap=True)
+    from app.cli_support import print_error
+
+    print_error(message)
     return typer.Exit(code)
 
 
+# Round statistics in this order (then any other key, alphabetically): the same order every time,
+# whether the figures come fresh or from the stored JSONB (which reorders keys).
+STATS_ORDER = ("selected", "sent", "annotated", "imported", "withdrawn", "annotation_versions", "human_labels",
+               "withdrawals")
+
+
+def _ordered_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    known = [key for key in STATS_ORDER if key in stats]
+    return {key: stats[key] for key in [*known, *sorted(set(stats) - set(known))]}
+
+
+def _iso(value: Any) -> str:
+    """ISO 8601 to the second (``2026-01-02T03:04:05+00:00``), or ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    return value.isoformat(timespec="seconds")
+
+
 def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
+    summary = {**summary, "stats": _ordered_stats(summary.get("stats") or {})}
     if as_json:
         print(json.dumps(summary, default=str))
         return
     table = Table(title=f"round {summary['number']} ({summary['status']})", title_justify="left", show_header=False)
-    for key in ("strategy", "budget", "model_version", "started_at", "closed_at"):
+    for key in ("strategy", "budget", "model_version"):
         table.add_row(key, str(summary.get(key)))
-    for key, value in summary.get("stats", {}).items():
+    for key in ("started_at", "closed_at"):
+        table.add_row(key, _iso(summary.get(key)))
+    for key, value in summary["stats"].items():
         table.add_row(key, str(value))
-    table.add_row("models_before", json.dumps(summary.get("models_before") or {}))
-    table.add_row("models_after", json.dumps(summary.get("models_after") or {}))
+    table.add_row("models_before", json.dumps(summary.get("models_before") or {}, sort_keys=True))
+    table.add_row("models_after", json.dumps(summary.get("models_after") or {}, sort_keys=True))
     console.print(table)
+
+
+def _label_studio_failure(error: Exception) -> typer.Exit:
+    """One line for an SDK / HTTP failure (no headers, no traceback); re-raise anything else."""
+    from app.config import get_settings
+    from labeling.client import explain_failure
+
+    failure = explain_failure(error, get_settings().label_studio_url)
+    if failure is None:
+        raise error
+    return _fail(str(failure), failure.exit_code)
 
 
 # --------------------------------------------------------------------------- round
@@ -110,14 +150,33 @@ def round_status(number: RoundOption = None, as_json: JsonOption = False) -> Non
 
 
 @round_app.command("close")
-def round_close(number: RoundOption = None, as_json: JsonOption = False) -> None:
-    """Close the open round: final statistics and the model versions after it."""
+def round_close(
+    number: RoundOption = None,
+    force: Annotated[bool, typer.Option("--force", help="Close even with tasks not yet reviewed.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Close the open round: final statistics and the model versions after it.
+
+    Refuses while selected problems are not reviewed yet (imported or withdrawn), unless --force.
+    """
+    from app.db.models import RoundStatus
     from app.db.session import session_scope
-    from labeling.rounds import RoundError, close_round, round_summary
+    from labeling.rounds import RoundError, close_round, get_round, round_stats, round_summary
 
     _ensure_schema()
     try:
         with session_scope() as session:
+            round_ = get_round(session, number)
+            if round_.status != RoundStatus.CLOSED and not force:
+                stats = round_stats(session, round_)
+                left = max(0, stats["selected"] - stats["imported"] - stats["withdrawn"])
+                if left:
+                    raise _fail(
+                        f"round {round_.number}: {left} of {stats['selected']} selected problems are not reviewed yet "
+                        f"({stats['sent']} sent to Label Studio); pull their annotations with `mycelium review pull`, "
+                        "or close anyway with `mycelium round close --force`",
+                        2,
+                    )
             summary = round_summary(session, close_round(session, number))
     except RoundError as error:
         raise _fail(str(error), 2) from None
@@ -160,6 +219,8 @@ def review_push(
             )
     except (RoundError, LabelStudioError) as error:
         raise _fail(str(error), 2) from None
+    except Exception as error:  # noqa: BLE001 - SDK / HTTP failures become one line
+        raise _label_studio_failure(error) from None
     summary = result.as_dict()
     if as_json:
         print(json.dumps(summary))
@@ -192,10 +253,19 @@ def review_pull(
                 refresh_stats(session, round_)
     except (RoundError, LabelStudioError) as error:
         raise _fail(str(error), 2) from None
+    except Exception as error:  # noqa: BLE001 - SDK / HTTP failures become one line
+        raise _label_studio_failure(error) from None
     if as_json:
         print(json.dumps(report.as_dict()))
-    else:
-        console.print(f"checked {report.tasks_checked} task(s): {dict(report.outcomes) or 'nothing new'}")
+        return
+    table = Table(title=f"review pull: {report.tasks_checked} task(s) checked", title_justify="left")
+    table.add_column("outcome")
+    table.add_column("tasks", justify="right")
+    for outcome, count in sorted(dict(report.outcomes).items()):
+        table.add_row(str(outcome), str(count))
+    if not report.outcomes:
+        table.add_row("nothing new", "0")
+    console.print(table)
 
 
 @review_app.command("status")
@@ -286,9 +356,10 @@ def labelstudio_install() -> None:
 @labelstudio_app.command("start")
 def labelstudio_start(
     port: Annotated[int, typer.Option(help="Port on 127.0.0.1.")] = 8080,
-    data_dir: Annotated[Path, typer.Option(help="Label Studio data directory (created from the template).")] = Path(
-        "~/.mycelium/label-studio"
-    ),
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Label Studio data directory, created from the template (default: MYCELIUM_HOME/label-studio)."),
+    ] = None,
     token: Annotated[
         str | None, typer.Option(help="Legacy API token of the first user (default: LABEL_STUDIO_API_KEY or new).")
     ] = None,
@@ -299,7 +370,7 @@ def labelstudio_start(
     from app.config import get_settings
     from labeling.server import DATABASE_FILE, LabelStudioServerError, start
 
-    data_dir = data_dir.expanduser()
+    data_dir = (data_dir or get_settings().mycelium_home / "label-studio").expanduser()
     token_file = data_dir / "mycelium-token"
     saved = token_file.read_text().strip() if token_file.exists() else None
     token = token or saved or get_settings().label_studio_api_key or secrets.token_hex(20)

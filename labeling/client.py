@@ -18,6 +18,8 @@ from typing import Any
 
 from label_studio_sdk import LabelStudio
 
+from app.errors import UserError, first_line
+
 UNCERTAINTY_SAMPLING = "Uncertainty sampling"
 PREDICTION_SCORE_ORDERING = "tasks:predictions_score"
 ANNOTATION_ACTIONS: tuple[str, ...] = ("ANNOTATION_CREATED", "ANNOTATION_UPDATED", "ANNOTATIONS_DELETED")
@@ -26,8 +28,32 @@ DEFAULT_PROJECT_TITLE = "Mycelium review"
 IMPORT_CHUNK = 200
 
 
-class LabelStudioError(RuntimeError):
-    """Label Studio answered, but not as the review workflow needs."""
+class LabelStudioError(UserError, RuntimeError):
+    """Label Studio answered, but not as the review workflow needs (or is unreachable)."""
+
+    exit_code = 2
+
+
+def explain_failure(error: Exception, url: str) -> LabelStudioError | None:
+    """A one-line :class:`LabelStudioError` for an SDK / HTTP failure (never its headers), or None."""
+    import httpx
+    from label_studio_sdk.core.api_error import ApiError
+
+    if isinstance(error, ApiError):
+        status = error.status_code
+        if status in (401, 403):
+            return LabelStudioError(
+                f"Label Studio at {url} rejected the API key (HTTP {status}): set LABEL_STUDIO_API_KEY to a valid "
+                "token (the one `mycelium labelstudio start` saved, or Account & Settings → Access Token)"
+            )
+        detail = error.body.get("detail") if isinstance(error.body, dict) else error.body
+        return LabelStudioError(f"Label Studio at {url} answered HTTP {status}: {first_line(str(detail or ''), 200)}")
+    if isinstance(error, httpx.TransportError):
+        return LabelStudioError(
+            f"cannot reach Label Studio at {url} ({type(error).__name__}): start it with "
+            "`mycelium labelstudio start` or point LABEL_STUDIO_URL at yours"
+        )
+    return None
 
 
 def task_key(round_number: int, problem_id: int) -> str:

@@ -374,7 +374,9 @@ def test_round_and_review_cli(
         round_status = runner.invoke(round_app, ["status", "--json"])
         stats = json.loads(round_status.stdout)["stats"]
         assert (stats["selected"], stats["sent"], stats["annotated"]) == (3, 3, 0)
-        closed = runner.invoke(round_app, ["close", "--json"])
+        refused = runner.invoke(round_app, ["close", "--json"])
+        assert refused.exit_code == 2 and "3 of 3 selected problems are not reviewed yet" in refused.output
+        closed = runner.invoke(round_app, ["close", "--force", "--json"])
         assert json.loads(closed.stdout)["status"] == "closed"
         assert db_session.scalar(select(func.count()).select_from(Selection)) == 3
     finally:

@@ -9,6 +9,7 @@ import json
 import os
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Optional
 
 import typer
@@ -107,7 +108,7 @@ def list_command(
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for summary, created_at in summaries:
         table.add_row(str(summary["id"]), summary["kind"], summary["status"], f"{summary['done']}/{summary['total']}",
-                      f"{created_at:%Y-%m-%d %H:%M:%S}", (summary["error"] or "")[:60])
+                      _iso(created_at), (summary["error"] or "")[:60])
     console.print(table)
 
 
@@ -133,7 +134,7 @@ def show_command(
     console.print(f"[bold]job {summary['id']}[/bold] {summary['kind']} [bold]{summary['status']}[/bold] "
                   f"{summary['done']}/{summary['total']}", highlight=False)
     console.print(f"params: {json.dumps(params, sort_keys=True)}", markup=False, highlight=False)
-    console.print("created {} · started {} · finished {}".format(*(f"{t:%Y-%m-%d %H:%M:%S}" if t else "-" for t in times)))
+    console.print("created {} · started {} · finished {}".format(*(_iso(t) for t in times)))
     console.print("items: " + ", ".join(f"{status}={count}" for status, count in sorted(counts.items())))
     if summary["error"]:
         console.print(f"[red]error:[/red] {summary['error']}", markup=True, highlight=False)
@@ -145,10 +146,12 @@ def show_command(
 def watch_command(
     job_id: Annotated[int, typer.Argument(help="Job id.")],
     interval: Annotated[float, typer.Option(help="Seconds between polls.")] = 0.5,
+    warn_after: Annotated[float, typer.Option(help="Say so when no worker has picked the job up after this many seconds.")] = 5.0,
 ) -> None:
     """A progress bar until the job finishes; exits 0 if it succeeded, 1 otherwise."""
     _ensure_schema()
     summary = _poll(job_id)
+    started, warned = time.monotonic(), False
     with Progress(TextColumn("job {task.fields[job_id]} {task.fields[status]}"), BarColumn(), MofNCompleteColumn(),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=err_console) as bar:
         task = bar.add_task("job", total=summary["total"] or 1, job_id=job_id, status=summary["status"])
@@ -156,11 +159,45 @@ def watch_command(
             bar.update(task, completed=summary["done"], total=summary["total"] or 1, status=summary["status"])
             if JobStatus(summary["status"]) in jobs.FINISHED:
                 break
+            if not warned and time.monotonic() - started >= warn_after and summary["status"] == JobStatus.QUEUED:
+                warned = True
+                bar.console.print(no_worker_message(summary, time.monotonic() - started), markup=False, highlight=False)
             time.sleep(interval)
             summary = _poll(job_id)
     console.print(f"job {job_id} {summary['status']}: {summary['done']}/{summary['total']}"
                   + (f" — {summary['error']}" if summary["error"] else ""), markup=False, highlight=False)
     raise typer.Exit(0 if summary["status"] == JobStatus.SUCCEEDED else 1)
+
+
+def _iso(value: datetime | None) -> str:
+    """ISO 8601 to the second, or ``-``."""
+    return value.isoformat(timespec="seconds") if value is not None else "-"
+
+
+def queue_listeners(queue: str, timeout: float = 1.0) -> bool | None:
+    """Whether some worker consumes ``queue``: asked over the broker where it can broadcast
+    (Redis, RabbitMQ); None where it cannot (the SQL transport) or nobody could be asked."""
+    from workers.celery_app import app
+
+    if str(app.conf.broker_url).startswith(("sqla+", "sqlalchemy+")):
+        return None
+    try:
+        replies = app.control.inspect(timeout=timeout).active_queues() or {}
+    except Exception:  # noqa: BLE001 - broker unreachable: we cannot tell
+        return None
+    return any(q.get("name") == queue for queues in replies.values() for q in queues)
+
+
+def no_worker_message(summary: dict, waited: float) -> str:
+    """What to tell a user whose job nobody has picked up."""
+    from workers.kinds import get_kind
+
+    queue = get_kind(summary["kind"]).queue
+    start = f"start one with `mycelium worker --queues {queue}` (the job then runs; Ctrl-C stops watching, not the job)"
+    if queue_listeners(queue) is False:
+        return f"no worker is listening on queue `{queue}`: {start}"
+    return (f"no worker has picked up job {summary['id']} in {waited:.0f} s: is one listening on queue `{queue}`? "
+            f"{start}")
 
 
 def _poll(job_id: int) -> dict:
