@@ -10,7 +10,8 @@ Order of work in :func:`evaluate`:
    a stored result (all of them with ``recompute``) — it never reads a gold column;
 3. only then this module reads ``problems.gold_answer`` and fills ``inference_results.correct``
    (the answer is mathematically equal to gold, :func:`app.execution.equivalence.equivalent`),
-   ``inference_results.in_beam`` (some surviving candidate answer is) and ``programs.correct``.
+   ``inference_results.in_beam`` (some surviving candidate answer is) and ``programs.correct``;
+4. error attribution (``app.attribution``) of every evaluated problem.
 """
 
 from __future__ import annotations
@@ -226,8 +227,10 @@ def write_predictions(path: Path, rows: Sequence[ScoredRow]) -> None:
 def evaluate(session: Session, specialists: Specialists, problem_ids: Sequence[int], *, recompute: bool = False,
              config: SearchConfig = SearchConfig(), batch_size: int = 32,
              progress: Callable[[int], None] | None = None, round_id: int | None = None,
-             **extra: Any) -> tuple[dict[str, Any], list[ScoredRow]]:
-    """Guard, infer (gold-blind), then score. Commits per inference batch and at the end.
+             attribute: bool = True, **extra: Any) -> tuple[dict[str, Any], list[ScoredRow]]:
+    """Guard, infer (gold-blind), score, then (``attribute``) attribute each problem's outcome to
+    the first failing stage (``app.attribution``, design §6; counts under ``"attribution"``).
+    Commits per inference batch, after scoring and after attribution.
 
     Raises :class:`ContaminationError` before writing anything.
     """
@@ -238,4 +241,11 @@ def evaluate(session: Session, specialists: Specialists, problem_ids: Sequence[i
                            batch_size=batch_size, round_id=round_id, progress=progress)
     rows = score_results(session, model_version, problem_ids)
     session.commit()
-    return summarize(rows, model_version, solved_now=solved, **extra), rows
+    report = summarize(rows, model_version, solved_now=solved, **extra)
+    if attribute:
+        from app.attribution.store import attribute_problems
+
+        outcome = attribute_problems(session, model_version, problem_ids, round_id)
+        session.commit()
+        report["attribution"] = outcome.as_dict()["outcomes"]
+    return report, rows
