@@ -125,7 +125,8 @@ def _check_result(result: Any, who: str) -> None:
             continue
         if not isinstance(value, dict):
             raise MalformedWebhook(f"{where}.value must be an object, got {_describe(value)}")
-        for key in ("labels", "choices", "text"):
+        # value.text is the span's string for ``labels`` items; a list of strings for ``textarea``.
+        for key in ("labels", "choices", "text") if item.get("type") == "textarea" else ("labels", "choices"):
             entries = value.get(key)
             if entries is not None and not (isinstance(entries, list) and all(isinstance(e, str) for e in entries)):
                 raise MalformedWebhook(f"{where}.value.{key} must be a list of strings, got {_describe(entries)}")
