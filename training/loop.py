@@ -18,12 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from app.errors import UserError
 from training.calibration import calibrate, classification_metrics, majority_baseline
 from training.heads import HeadConfig
 from training.tasks import Corpus, Task
 
 
-class TrainingError(ValueError):
+class TrainingError(UserError, ValueError):
     """Training cannot proceed (message: one line naming the specialist and the problem)."""
 
 

@@ -15,11 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 import torch
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.db.models import LabelTask, SpecialistModel
+from app.errors import UserError
 from app.inference.proposals import ANSWER_TYPES, Candidate, OperandRequest, Proposal
 from training.c1_segmenter import relevance
 from training.c2_classifier import op_probs
@@ -35,7 +37,7 @@ from training.examples import NONE_OP, mentions_of, pad_states
 _VERSION_PART = re.compile(r"(C[1-6])(v\d+)")
 
 
-class SpecialistsError(LookupError):
+class SpecialistsError(UserError, LookupError):
     """A model set that cannot be loaded (message: one line naming the model and the problem)."""
 
 
