@@ -216,3 +216,28 @@ def test_answer_in_text() -> None:
     assert answer_in_text("\\frac{3}{4}", "so x = \\boxed{\\dfrac{3}{4}}")
     assert answer_in_text("(1, 2)", "the point is $(1,2)$")
     assert not answer_in_text("\\sqrt{2}", "x = 3")
+
+
+def test_refined_alignment_separates_steps_that_read_the_same_numbers() -> None:
+    """Steps 2 and 3 both read a 2 and an earlier step; only the step pointers tell them apart.
+    Renumbering the program (same content) must still align every step and fire nothing."""
+    def num(value: str) -> dict:
+        return {"kind": "problem", "value": value, "start": 0, "end": 1, "reading": "literal"}
+
+    def step(ref: int) -> dict:
+        return {"kind": "step", "ref": ref}
+
+    steps = [("MUL", [num("2"), num("4")]), ("MUL", [num("2"), step(1)]), ("MUL", [step(2), num("2")]),
+             ("ADD", [num("4"), step(1), step(2), step(3)])]
+    ref = {"C3": {"steps": [{"step": i + 1, "op": op, "operands": ops} for i, (op, ops) in enumerate(steps)]},
+           "C5": {"n_steps": 4, "edges": [[1, 2], [1, 4], [2, 3], [2, 4], [3, 4]]},
+           "C6": {"answer_step": 4, "n_steps": 4, "answer_type": "integer"}}
+    new = {1: 2, 2: 4, 3: 3, 4: 1}  # reference id → predicted id
+    pred = {"C3": {"steps": sorted(({"step": new[s["step"]], "op": s["op"],
+                                     "operands": [step(new[o["ref"]]) if o["kind"] == "step" else o for o in s["operands"]]}
+                                    for s in ref["C3"]["steps"]), key=lambda s: s["step"])},
+            "C5": {"n_steps": 4, "edges": [[new[i], new[j]] for i, j in ref["C5"]["edges"]]},
+            "C6": {"answer_step": new[4], "n_steps": 4, "answer_type": "integer"}}
+    verdict = run(pred, ref)
+    assert verdict.category == "EXECUTION", verdict.detail.get("failures")
+    assert sorted(verdict.detail["alignment"]) == sorted([p, r] for r, p in new.items())

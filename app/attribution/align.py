@@ -8,7 +8,10 @@ Step alignment is an assignment (``scipy.optimize.linear_sum_assignment``) maxim
 where ``overlap`` is the multiset Jaccard index of the two steps' operand groundings (problem
 values, constant values, and one token per step operand), i, j are the 0-based step positions
 and n the larger step count. Operand overlap dominates, the op breaks ties between steps that
-read the same numbers, and position breaks the rest (two identical steps align in order). A
+read the same numbers, and position breaks the rest (two identical steps align in order). The
+assignment is then refined (:data:`REFINE_PASSES` times at most, until stable) with each step
+operand keyed by the reference step its target is aligned to, which separates steps that read
+the same numbers from different earlier steps (``MUL(step 1, 5)`` vs ``MUL(step 6, 5)``). A
 predicted program that computes independent steps in another order therefore aligns to the
 right reference steps, and step references are compared through the alignment.
 
@@ -22,7 +25,7 @@ thresholds are the region match tolerance.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -38,20 +41,44 @@ OP_MATCH_WEIGHT = 0.5
 POSITION_WEIGHT = 0.1
 
 
-def operand_overlap(predicted: Step, reference: Step) -> float:
-    """Multiset Jaccard index in [0, 1] of the two steps' operand groundings (1 when both have none)."""
-    a, b = Counter(o.grounding for o in predicted.operands), Counter(o.grounding for o in reference.operands)
+REFINE_PASSES = 3
+"""Re-alignments with step operands keyed by the reference step they map to (see align_steps)."""
+
+
+def _keys(step: Step, step_ids: Mapping[int, int] | None) -> Counter:
+    """Operand keys: groundings; with ``step_ids``, step operands become ("step", mapped id)."""
+    if step_ids is None:
+        return Counter(o.grounding for o in step.operands)
+    return Counter(("step", str(step_ids.get(o.ref, -1))) if o.kind == "step" else o.grounding
+                   for o in step.operands)
+
+
+class _Identity(dict):
+    def get(self, key, default=None):  # noqa: ANN001, ANN201 - reference ids map to themselves
+        return key
+
+
+def operand_overlap(predicted: Step, reference: Step, to_reference: Mapping[int, int] | None = None) -> float:
+    """Multiset Jaccard index in [0, 1] of the two steps' operand keys (1 when both have none).
+
+    Without ``to_reference`` every step operand is the same key ("an earlier step"); with it
+    (predicted step id → reference step id) a predicted step operand must point at the step the
+    reference operand points at.
+    """
+    a = _keys(predicted, to_reference)
+    b = _keys(reference, None if to_reference is None else _Identity())
     union = sum((a | b).values())
     return 1.0 if union == 0 else sum((a & b).values()) / union
 
 
-def similarity_matrix(predicted: Sequence[Step], reference: Sequence[Step]) -> np.ndarray:
+def similarity_matrix(predicted: Sequence[Step], reference: Sequence[Step],
+                      to_reference: Mapping[int, int] | None = None) -> np.ndarray:
     """(P, R) float matrix of pair similarities (see the module docstring)."""
     n = max(len(predicted), len(reference), 1)
     sim = np.zeros((len(predicted), len(reference)))
     for i, p in enumerate(predicted):
         for j, r in enumerate(reference):
-            sim[i, j] = (operand_overlap(p, r) + OP_MATCH_WEIGHT * (p.op is not None and p.op == r.op)
+            sim[i, j] = (operand_overlap(p, r, to_reference) + OP_MATCH_WEIGHT * (p.op is not None and p.op == r.op)
                          - POSITION_WEIGHT * abs(i - j) / n)
     return sim
 
@@ -80,8 +107,14 @@ def align_steps(predicted: Sequence[Step], reference: Sequence[Step]) -> Alignme
     """The maximum-similarity one-to-one alignment of predicted to reference steps."""
     if not predicted or not reference:
         return Alignment((), tuple(s.step for s in predicted), tuple(s.step for s in reference))
-    rows, cols = linear_sum_assignment(similarity_matrix(predicted, reference), maximize=True)
-    pairs = sorted(((predicted[i].step, reference[j].step) for i, j in zip(rows, cols)), key=lambda pr: pr[1])
+    to_reference: dict[int, int] | None = None
+    for _ in range(1 + REFINE_PASSES):
+        rows, cols = linear_sum_assignment(similarity_matrix(predicted, reference, to_reference), maximize=True)
+        mapping = {predicted[i].step: reference[j].step for i, j in zip(rows, cols)}
+        if mapping == to_reference:
+            break
+        to_reference = mapping
+    pairs = sorted(to_reference.items(), key=lambda pr: pr[1])
     matched_p, matched_r = {p for p, _ in pairs}, {r for _, r in pairs}
     return Alignment(
         tuple(pairs),

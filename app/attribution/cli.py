@@ -103,9 +103,10 @@ def errors(
         print(json.dumps({"model_version": version, "by": by, "groups": groups, "examples": shown}, default=str))
         return
     label = "specialist" if by == "specialist" else "category"
+    console.print(f"[bold]model version {version}[/bold]", soft_wrap=True)
     for group in groups:
         title = ", ".join(f"{k}={v}" for k, v in group["group"].items()) or "all evaluated problems"
-        table = Table(title=f"{version} — {title} (n={group['total']})", title_justify="left")
+        table = Table(title=f"{title} (n={group['total']})", title_justify="left", min_width=40)
         table.add_column(label)
         table.add_column("count", justify="right")
         table.add_column("share", justify="right")
