@@ -137,3 +137,24 @@ def test_solve_takes_texts_and_models_only_and_fills_predictions():
 def test_config_rejects_bad_theta(theta):
     with pytest.raises(ValueError):
         SearchConfig(theta=theta)
+
+
+@pytest.mark.parametrize("make", [natalia, betty])
+def test_incremental_execution_agrees_with_the_safe_executor_on_every_candidate(make):
+    proposal, c3 = make()
+    fast = search_with(proposal, c3, SearchConfig(theta=1.0))
+    checked = search_with(proposal, c3, SearchConfig(theta=1.0, verify_all=True))  # asserts per path
+    assert fast.candidates == checked.candidates and fast.program == checked.program
+
+
+def test_step_value_uses_the_executor_semantics_beyond_arithmetic():
+    from fractions import Fraction
+
+    from app.execution.errors import DivisionByZero
+    from app.inference.search import step_value
+
+    leaf = {("constant", "2"): Fraction(2), ("constant", "0"): Fraction(0), ("constant", "8"): Fraction(8)}.__getitem__
+    assert step_value("POW", [("constant", "2"), ("constant", "8")], (), leaf) == Fraction(256)
+    assert str(step_value("SQRT", [("constant", "8")], (), leaf)) == "2*sqrt(2)"
+    with pytest.raises(DivisionByZero):
+        step_value("DIV", [("constant", "8"), ("constant", "0")], (), leaf)

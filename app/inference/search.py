@@ -16,15 +16,19 @@ Algorithm, per problem:
    for all of them in **one** padded pass (``Specialists.operands``).
 3. **Beam over step slots**: a path is a prefix of steps with a score, the product of the
    probabilities of its choices (times C5's agreement with its dependency edges,
-   ``dependency_weight``). After each slot only the ``max_paths`` best paths are kept; a path
-   whose length reaches its step count is complete.
-4. Every complete path becomes a program (the ``programs.steps`` JSON shape) and runs through the
-   safe executor (:func:`app.execution.executor.execute_program`); failures are dropped, and so
-   are answers whose type C6's collapsed answer-type set excludes.
+   ``dependency_weight``, and ``dead_step_factor`` per unused step). Each new step is executed
+   as the path grows (:func:`step_value`: the executor's operations and bounds, rationals done
+   exactly with ``Fraction``; prefixes shared), a step that fails ends its path; after each slot
+   only the ``max_paths`` best paths are kept; a path whose length reaches its step count is
+   complete.
+4. Answers whose type C6's collapsed answer-type set excludes are dropped; the others are
+   weighted by C6's probability of their type.
 5. **Vote**: equal answers (exact sympy equality, then numeric-then-symbolic equality for
    irrational values) pool their path scores; the heaviest pool wins, its best path is the
    chosen program. The answer's probability is the pool's summed path probability (the model's
-   probability mass on that answer within the explored paths; ≤ 1).
+   probability mass on that answer within the explored paths; ≤ 1). The chosen program is
+   executed again by the safe executor (:func:`app.execution.executor.execute_program`), which
+   has the last word (``verify_all`` makes it re-run every candidate).
 """
 
 from __future__ import annotations
@@ -32,16 +36,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from fractions import Fraction
+from typing import Any, Union
 
 import numpy as np
 import sympy
 
-from app.execution.errors import ExecutionError
+from app.execution.errors import DivisionByZero, ExecutionError, InvalidProgram, NumberTooLarge
 from app.execution.executor import execute_program
 from app.execution.expression import OP_ARITY
 from app.execution.limits import DEFAULT_LIMITS, Limits
-from app.execution.operations import parse_literal
+from app.execution.operations import evaluate_op, parse_literal
 from app.execution.program import Operand, Program, Step, rational_text
 from app.inference.proposals import (
     ANSWER_TYPES, MAX_OPERANDS, Candidate, OperandRequest, Proposal,
@@ -51,7 +56,7 @@ __all__ = [
     "SearchConfig", "SearchResult", "Path", "collapse", "plan_requests", "search",
     "value_answer_types", "format_answer_value", "NO_NUMBERS", "NO_PROGRAM", "NO_EXECUTABLE",
     "NO_CONSISTENT", "search_with", "beam", "operand_lists", "path_program", "program_json", "Plan",
-    "PlannedStep", "OperandsFn", "operand_value",
+    "PlannedStep", "OperandsFn", "operand_value", "step_value", "to_sympy",
 ]
 
 NONE_OP = "NONE"
@@ -70,7 +75,8 @@ class SearchConfig:
     beam and the number of executed programs; ``max_operand_lists`` caps operand lists per
     (slot, op); ``dependency_weight`` is the exponent of C5's factor (0 ignores C5);
     ``dead_step_factor`` multiplies a complete path for each step other than the answer step
-    whose result no later step uses (≈ 8% of GSM8K reference programs have one; 1 disables)."""
+    whose result no later step uses (≈ 8% of GSM8K reference programs have one; 1 disables);
+    ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is)."""
 
     theta: float = 0.85
     top_k: int = 3
@@ -78,6 +84,7 @@ class SearchConfig:
     max_operand_lists: int = 12
     dependency_weight: float = 1.0
     dead_step_factor: float = 0.1
+    verify_all: bool = False
     limits: Limits = DEFAULT_LIMITS
 
     def __post_init__(self) -> None:
@@ -114,12 +121,14 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class Path:
-    """A (possibly partial) candidate program: ``n_steps`` slots planned, ``steps`` filled."""
+    """A (possibly partial) candidate program: ``n_steps`` slots planned, ``steps`` filled,
+    ``values`` their executed results (``Fraction`` for rationals, else a sympy number)."""
 
     n_steps: int
     n_steps_p: float
     steps: tuple[PlannedStep, ...]
     score: float
+    values: tuple = ()
 
     @property
     def complete(self) -> bool:
@@ -221,38 +230,109 @@ def _dependency_factor(depends: np.ndarray, slot: int, operands: Sequence[Candid
     return factor ** weight
 
 
-def _finish(path: Path, config: SearchConfig) -> Path:
-    """Apply the dead-step factor to a complete path."""
-    used = {int(c[1]) for step in path.steps for c in step.operands if c[0] == "step"}
-    dead = sum(1 for slot in range(len(path.steps) - 1) if slot not in used)
-    if not dead or config.dead_step_factor == 1.0:
-        return path
-    return Path(path.n_steps, path.n_steps_p, path.steps, path.score * config.dead_step_factor ** dead)
-
-
 def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ...], tuple[float, ...], float]]],
-         depends: np.ndarray, config: SearchConfig) -> list[Path]:
-    """Complete paths, best first (at most ``max_paths``), by a beam over step slots."""
+         depends: np.ndarray, config: SearchConfig,
+         leaf: Callable[[Candidate], Value] | None = None) -> tuple[list[Path], int]:
+    """Complete paths, best first (at most ``max_paths``), by a beam over step slots.
+
+    With ``leaf`` (a problem/constant candidate's value) every new step is executed as the path
+    grows (:func:`step_value`, prefixes shared) and a step that fails to execute ends its path
+    there. Returns ``(paths, number of extensions that failed to execute)``.
+    """
     frontier = [Path(n, p, (), p) for n, p in plan.step_counts if n >= 1]
     finished: list[Path] = []
+    failed = 0
     slot = 0
     while frontier:
-        grown: list[Path] = []
-        for path in frontier:
-            for op, op_p in plan.slot_ops[slot] if slot < len(plan.slot_ops) else []:
-                for operands, ps, score in lists.get((slot, op), []):
-                    factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
-                    step = PlannedStep(op, op_p, operands, ps)
-                    grown.append(Path(path.n_steps, path.n_steps_p, path.steps + (step,),
-                                      path.score * op_p * score * factor))
-        grown = [_finish(path, config) if path.complete else path for path in grown]
-        grown.sort(key=lambda path: -path.score)
-        grown = grown[: config.max_paths]
-        finished.extend(path for path in grown if path.complete)
-        frontier = [path for path in grown if not path.complete]
+        # Per (op, operand list) of this slot: its probability, C5 factor and the slots it uses.
+        choices = []
+        for op, op_p in plan.slot_ops[slot] if slot < len(plan.slot_ops) else []:
+            for operands, ps, score in lists.get((slot, op), []):
+                factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
+                used = frozenset(int(c[1]) for c in operands if c[0] == "step")
+                choices.append((PlannedStep(op, op_p, operands, ps), op_p * score * factor, used))
+        grown: list[tuple[float, int, int]] = []
+        for index, path in enumerate(frontier):
+            completes = len(path.steps) + 1 == path.n_steps
+            used_before = _used_slots(path) if completes else frozenset()
+            for choice_index, (_, p, used) in enumerate(choices):
+                score = path.score * p
+                if completes and config.dead_step_factor != 1.0:
+                    dead = sum(1 for k in range(slot) if k not in used_before and k not in used)
+                    score *= config.dead_step_factor ** dead
+                grown.append((score, index, choice_index))
+        grown.sort(key=lambda item: -item[0])
+        kept: list[Path] = []
+        for score, index, choice_index in grown:
+            if len(kept) >= config.max_paths:
+                break
+            path, step = frontier[index], choices[choice_index][0]
+            values = path.values
+            if leaf is not None:
+                try:
+                    values = values + (step_value(step.op, step.operands, path.values, leaf, config.limits),)
+                except ExecutionError:
+                    failed += 1
+                    continue
+            kept.append(Path(path.n_steps, path.n_steps_p, path.steps + (step,), score, values))
+        finished.extend(path for path in kept if path.complete)
+        frontier = [path for path in kept if not path.complete]
         slot += 1
     finished.sort(key=lambda path: -path.score)
-    return finished[: config.max_paths]
+    return finished[: config.max_paths], failed
+
+
+def _used_slots(path: Path) -> frozenset[int]:
+    return frozenset(int(c[1]) for step in path.steps for c in step.operands if c[0] == "step")
+
+
+Value = Union[Fraction, sympy.Expr]
+_FAST_OPS = frozenset({"ADD", "SUB", "MUL", "DIV", "NEG", "SELECT", "TO_PERCENT"})
+
+
+def to_sympy(value: Value) -> sympy.Expr:
+    """A step value as a sympy number."""
+    return sympy.Rational(value.numerator, value.denominator) if isinstance(value, Fraction) else value
+
+
+def step_value(op: str, operands: Sequence[Candidate], prior: Sequence[Value],
+               leaf: Callable[[Candidate], Value], limits: Limits = DEFAULT_LIMITS) -> Value:
+    """Execute one step on earlier step values and operand values (raises ``ExecutionError``).
+
+    Same semantics and bounds as :func:`app.execution.operations.evaluate_op` (which it calls for
+    everything but rational ADD/SUB/MUL/DIV/NEG/SELECT/TO_PERCENT, done exactly with
+    ``Fraction`` — ~50× cheaper than sympy on the beam's hot path; the chosen program is
+    re-executed by :func:`app.execution.executor.execute_program` before it is reported).
+    """
+    args = [prior[int(c[1])] if c[0] == "step" else leaf(c) for c in operands]
+    low, high = OP_ARITY[op]
+    if len(args) < low or (high is not None and len(args) > high):
+        raise InvalidProgram(f"{op} takes {low}..{high} operands, got {len(args)}")
+    if op in _FAST_OPS and all(isinstance(a, Fraction) for a in args):
+        if op == "ADD":
+            result = sum(args, Fraction(0))
+        elif op == "SUB":
+            result = args[0] - sum(args[1:], Fraction(0))
+        elif op == "MUL":
+            result = math.prod(args, start=Fraction(1))
+        elif op == "DIV":
+            divisor = math.prod(args[1:], start=Fraction(1))
+            if divisor == 0:
+                raise DivisionByZero("division by zero")
+            result = args[0] / divisor
+        elif op == "NEG":
+            result = -args[0]
+        elif op == "TO_PERCENT":
+            result = args[0] * 100
+        else:
+            result = args[0]
+        if max(result.numerator.bit_length(), result.denominator.bit_length()) > limits.max_value_bits:
+            raise NumberTooLarge(f"more than {limits.max_value_bits} bits")
+        return result
+    value = evaluate_op(op, [to_sympy(a) for a in args], limits)
+    if isinstance(value, sympy.Rational):
+        return Fraction(int(value.p), int(value.q))
+    return value
 
 
 # --------------------------------------------------------------------------- programs
@@ -351,11 +431,12 @@ def value_answer_types(value: sympy.Expr) -> frozenset[str]:
     return frozenset({"expression"})
 
 
-def _same_value(left: sympy.Expr, right: sympy.Expr) -> bool:
+def _same_value(left: Value, right: Value) -> bool:
     """Sympy equivalence of two executed values (rationals exactly; others numerically, then
     symbolically)."""
-    if isinstance(left, sympy.Rational) and isinstance(right, sympy.Rational):
-        return bool(left == right)
+    if isinstance(left, Fraction) and isinstance(right, Fraction):
+        return left == right
+    left, right = to_sympy(left), to_sympy(right)
     if left == right:
         return True
     try:
@@ -372,12 +453,10 @@ def _same_value(left: sympy.Expr, right: sympy.Expr) -> bool:
 
 @dataclass
 class Executed:
-    """One complete path that executed: its value, answer text, score after C6's type factor."""
+    """One complete path that executed: its answer value and text, score after C6's type factor."""
 
     path: Path
-    program: Program
-    values: dict[int, sympy.Expr]
-    value: sympy.Expr
+    value: Value
     answer: str
     score: float
 
@@ -387,7 +466,7 @@ class AnswerGroup:
     """Candidates with sympy-equivalent answers; ``mass`` = Σ path scores."""
 
     answer: str
-    value: sympy.Expr
+    value: Value
     mass: float
     members: list[Executed] = field(default_factory=list)
 
@@ -398,7 +477,8 @@ class SearchResult:
 
     ``candidates`` is every distinct surviving answer (executed, type-consistent) with its pooled
     probability, best first; ``program`` the chosen program's ``programs.steps`` JSON;
-    ``dropped`` counts complete paths removed by execution failure / type.
+    ``dropped`` counts paths removed by execution failure (``failed``) and by C6's answer type
+    (``type``); ``paths_explored`` = complete paths + failed ones.
     """
 
     answer: str | None
@@ -415,25 +495,47 @@ class SearchResult:
 
 def _vote(executed: list[Executed]) -> list[AnswerGroup]:
     groups: list[AnswerGroup] = []
+    exact: dict[Fraction, AnswerGroup] = {}
     for item in executed:
-        for group in groups:
-            if _same_value(group.value, item.value):
-                group.mass += item.score
-                group.members.append(item)
-                break
-        else:
-            groups.append(AnswerGroup(item.answer, item.value, item.score, [item]))
+        group = exact.get(item.value) if isinstance(item.value, Fraction) else None
+        if group is None and not isinstance(item.value, Fraction):
+            group = next((g for g in groups if _same_value(g.value, item.value)), None)
+        if group is None:
+            group = AnswerGroup(item.answer, item.value, 0.0, [])
+            groups.append(group)
+            if isinstance(item.value, Fraction):
+                exact[item.value] = group
+        group.mass += item.score
+        group.members.append(item)
     for group in groups:
         group.members.sort(key=lambda member: -member.score)
     groups.sort(key=lambda group: (-group.mass, -group.members[0].score))
     return groups
 
 
+def _leaf_values(proposal: Proposal) -> Callable[[Candidate], Value]:
+    """A memoised value of each problem/constant candidate (raises ``ExecutionError``)."""
+    cache: dict[Candidate, Value] = {}
+
+    def leaf(candidate: Candidate) -> Value:
+        if candidate not in cache:
+            value = operand_value(candidate, proposal)
+            if not isinstance(value, sympy.Rational):
+                raise DivisionByZero(f"operand {candidate} has no finite value")
+            cache[candidate] = Fraction(int(value.p), int(value.q))
+        return cache[candidate]
+
+    return leaf
+
+
 def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Candidate, float]]],
            config: SearchConfig = SearchConfig()) -> SearchResult:
     """Run the search for one problem given its plan and C3's answers to ``plan.requests``.
 
-    ``operands[i]`` is C3's per-position distributions for ``plan.requests[i]``.
+    ``operands[i]`` is C3's per-position distributions for ``plan.requests[i]``. Steps execute
+    as the beam grows (:func:`step_value`); the winning program is executed again by the safe
+    executor (:func:`~app.execution.executor.execute_program`), and with ``verify_all`` every
+    candidate is.
     """
     if not proposal.mentions:
         return SearchResult(None, None, None, None, 0, False, [], NO_NUMBERS, {}, plan)
@@ -444,45 +546,59 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
     depends = np.asarray(proposal.depends, dtype=float)
     if depends.ndim != 2:
         depends = np.full((0, 0), 0.5)
-    paths = beam(plan, lists, depends, config)
+    paths, failed = beam(plan, lists, depends, config, _leaf_values(proposal))
     if not paths:
-        return SearchResult(None, None, None, None, 0, False, [], NO_PROGRAM, {}, plan)
+        reason = NO_EXECUTABLE if failed else NO_PROGRAM
+        return SearchResult(None, None, None, None, failed, False, [], reason, {"failed": failed, "type": 0}, plan)
 
     type_probs = {t: float(proposal.answer_type.get(t, 0.0)) for t in ANSWER_TYPES}
     total_type = sum(type_probs.values())
     kept_types = {t for t, _ in collapse(list(type_probs.items()), config.theta, config.top_k)} \
         if total_type > 0 else set(ANSWER_TYPES)
     executed: list[Executed] = []
-    failed = inconsistent = 0
+    inconsistent = 0
     for path in paths:
-        try:
-            program = path_program(path, proposal)
-            result = execute_program(program, config.limits)
-        except ExecutionError:
-            failed += 1
-            continue
-        value = result.answer
-        types = value_answer_types(value)
+        value = path.values[-1]
+        if config.verify_all:
+            try:
+                checked = execute_program(path_program(path, proposal), config.limits).answer
+            except ExecutionError:
+                failed += 1
+                continue
+            if not _same_value(to_sympy(value), checked):
+                raise AssertionError(f"step_value and the executor disagree: {value} vs {checked}")
+        types = value_answer_types(to_sympy(value))
         if not types & kept_types:
             inconsistent += 1
             continue
         type_factor = (sum(type_probs[t] for t in types) / total_type) if total_type > 0 else 1.0
-        executed.append(Executed(path, program, result.values, value, format_answer_value(value),
-                                 path.score * type_factor))
+        executed.append(Executed(path, value, format_answer_value(to_sympy(value)), path.score * type_factor))
     dropped = {"failed": failed, "type": inconsistent}
-    if not executed:
-        reason = NO_EXECUTABLE if failed == len(paths) else NO_CONSISTENT
-        return SearchResult(None, None, None, None, len(paths), False, [], reason, dropped, plan)
+    explored = len(paths) + failed
     groups = _vote(executed)
-    best = groups[0].members[0]
+    while groups:  # the safe executor has the last word on the winner
+        best = groups[0].members[0]
+        program = path_program(best.path, proposal)
+        try:
+            result = execute_program(program, config.limits)
+        except ExecutionError:
+            result = None
+        if result is not None and _same_value(to_sympy(best.value), result.answer):
+            break
+        executed.remove(best)
+        dropped["failed"] += 1
+        groups = _vote(executed)
+    if not groups:
+        reason = NO_CONSISTENT if inconsistent else NO_EXECUTABLE
+        return SearchResult(None, None, None, None, explored, False, [], reason, dropped, plan)
     candidates = [{"answer": group.answer, "probability": round(min(1.0, group.mass), 6),
                    "paths": len(group.members)} for group in groups]
     return SearchResult(
         answer=groups[0].answer,
         probability=min(1.0, groups[0].mass),
-        program=program_json(best.program, best.values),
+        program=program_json(program, result.values),
         chosen=best.path,
-        paths_explored=len(paths),
+        paths_explored=explored,
         disagreement=len(groups) > 1,
         candidates=candidates,
         no_answer_reason=None,
