@@ -62,6 +62,29 @@ class TraceSignals:
         return [(s + off, e + off) for s, e in self.segments]
 
 
+def _check_finite_trace(raw: np.ndarray) -> None:
+    """Raise ``ValueError`` naming the first CoT token pair whose JSD is NaN/inf.
+
+    Any non-finite entry in a row's causal context propagates into the O(n) JSD trace, so NaN rows
+    never pass silently as "no boundaries" (checked before smoothing, which would fail obscurely).
+    """
+    if not np.isfinite(raw).all():
+        i = int(np.flatnonzero(~np.isfinite(raw))[0])
+        raise ValueError(f"non-finite attention rows: the JSD of CoT tokens {i} → {i + 1} is {raw[i]}")
+
+
+def _check_finite_problem(fraction: np.ndarray, sums: np.ndarray, segments: list[tuple[int, int]]) -> None:
+    """Raise ``ValueError`` naming the first CoT token (or segment) whose attention on the problem is
+    NaN/inf (the input fraction and the per-segment problem sums, O(n)): never an all-zero IAF."""
+    if not np.isfinite(fraction).all():
+        t = int(np.flatnonzero(~np.isfinite(fraction))[0])
+        raise ValueError(f"non-finite input fraction at CoT token {t}")
+    bad = ~np.isfinite(sums).all(axis=1)
+    if bad.any():
+        s, e = segments[int(np.flatnonzero(bad)[0])]
+        raise ValueError(f"non-finite attention on the problem tokens in CoT tokens [{s}, {e})")
+
+
 def compute_trace_signals(
     rows: Any,
     problem_token_range: tuple[int, int],
@@ -72,7 +95,8 @@ def compute_trace_signals(
 ) -> TraceSignals:
     """Aggregated CoT attention rows → :class:`TraceSignals`.
 
-    ``rows``: ``(n_cot, T)`` (numpy or torch), row t = attention of CoT token t over absolute
+    ``rows``: ``(n_cot, T)`` (numpy or torch), row t = attention of the query at CoT token t (absolute
+    position ``cot_start + t``; causal, see ``app.teacher.capture``) over absolute
     positions ``0 … T-1`` (already reduced over the configured layers/heads, see
     ``aggregate_heads``/``aggregate_attention``).  ``problem_token_range``: absolute half-open
     range of the problem-text tokens (template excluded).  ``cot_token_range``: absolute
@@ -80,7 +104,7 @@ def compute_trace_signals(
     optional ``(H, n_cot)`` (or ``(n_cot,)``) input fractions for implicit-step detection;
     when absent they are computed from ``rows`` over the problem tokens.  ``boundary_allowed``:
     optional bool ``(n_cot,)``; boundaries are snapped back to allowed tokens (word starts), so a
-    segment never starts mid-word.
+    segment never starts mid-word. Non-finite attention raises ``ValueError`` naming the CoT token.
     """
     a = to_numpy(rows)
     if a.ndim != 2:
@@ -89,7 +113,8 @@ def compute_trace_signals(
     problem = check_range(problem_token_range, a.shape[1], "problem_token_range")
     cot = check_range(cot_token_range, a.shape[1], "cot_token_range")
 
-    raw = jsd_trace(a, cot, problem, config.jsd)
+    raw = jsd_trace(a, cot, problem, config.jsd)  # NaN/inf in a row's context propagate here
+    _check_finite_trace(raw)
     smoothed = smooth_trace(raw, config.jsd)
     boundaries = jsd_boundaries(smoothed, config.jsd)
     if boundary_allowed is not None:
@@ -103,8 +128,9 @@ def compute_trace_signals(
         fraction = f.mean(axis=0) if f.ndim == 2 else f
         if fraction.shape != (n_cot,):
             raise ValueError(f"input_fraction_per_head has {fraction.shape[0]} tokens, rows have {n_cot}")
-    runs = implicit_steps(fraction, config.iaf)
     sums = problem_segment_sums(a, problem, segments)
+    _check_finite_problem(fraction, sums, segments)
+    runs = implicit_steps(fraction, config.iaf)
     return TraceSignals(
         jsd_raw=raw,
         jsd_smoothed=smoothed,

@@ -33,7 +33,7 @@ from app.db.models import (
 from app.execution.equivalence import equivalent
 from app.teacher.answer import teacher_final_answer
 from app.teacher.loading import Teacher
-from app.teacher.run import ExtractionConfig, TeacherReading, cot_span_chars, generate_cots, read_cots
+from app.teacher.run import ExtractionConfig, TeacherReading, cot_span_chars, generate_cots, read_cots, read_generated
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ def run_teacher(teacher: Teacher, problems: Sequence[Problem], config: Extractio
     generated = generate_cots(
         teacher, texts, prompt=config.prompt, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size
     )
-    return read_cots(teacher, texts, [c for c, _ in generated], config, truncated=[t for _, t in generated])
+    return read_generated(teacher, texts, generated, config)
 
 
 def _replace_trace(session: Session, problem_id: int, teacher_config_id: int) -> None:
