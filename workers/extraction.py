@@ -1,8 +1,10 @@
 """Job kind ``extract``: teacher extraction (GPU queue), one item per problem, batched forward passes.
 
 Parameters (as ``mycelium extract --queue`` sends them): ``teacher`` (model name or directory),
-``mode`` (forced / generate), ``max_new_tokens``, ``batch_size``, ``layers`` ("-1,-2"), ``dtype``,
-``device``, ``local_files_only``. A problem already extracted with the same teacher configuration
+``mode`` (forced / generate), ``max_new_tokens``, ``batch_size``, ``dtype``, ``device``,
+``local_files_only``, and the capture / signal settings read by ``ExtractionConfig.from_params``:
+``capture_method`` (recompute / eager), ``signals`` (a ``SignalConfig`` dict, e.g. the
+``--signals`` file), ``layers`` ("-1,-2"), ``heads`` ("0,3"), ``aggregation``, ``context``. A problem already extracted with the same teacher configuration
 is skipped; a problem the teacher fails on gets its failed trace and fails its item.
 """
 
