@@ -33,6 +33,7 @@ from typing import Any
 
 from sqlalchemy import case, exists, func, insert, select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
@@ -73,7 +74,7 @@ def load_candidates(
                Problem.text, Problem.gold_answer)
         .join(Problem, Problem.id == Program.problem_id)
         .where(Program.correct.is_(True), Program.source.in_([ProgramSource.REFERENCE, ProgramSource.TEACHER]))
-        .distinct(Program.problem_id)
+        .ext(distinct_on(Program.problem_id))
         .order_by(Program.problem_id, case((Program.source == ProgramSource.REFERENCE, 0), else_=1), Program.id)
     )
     teacher = (
@@ -91,11 +92,11 @@ def load_candidates(
     if problem_ids is not None:
         query = query.where(Program.problem_id.in_(list(problem_ids)))
         teacher = teacher.where(Program.problem_id.in_(list(problem_ids)))
-    teacher_trace = dict(session.execute(teacher).tuples().all())
+    teacher_trace = dict(session.execute(teacher).all())
     return [
         LabelCandidate(problem_id, program_id, trace_id if source == ProgramSource.TEACHER
                        else teacher_trace.get(problem_id), text, gold, steps)
-        for program_id, problem_id, trace_id, source, steps, text, gold in session.execute(query).tuples()
+        for program_id, problem_id, trace_id, source, steps, text, gold in session.execute(query)
     ]
 
 
@@ -124,7 +125,7 @@ def _trace_regions(session: Session, trace_ids: set[int]) -> dict[int, list[tupl
         select(Region.trace_id, Region.char_start, Region.char_end)
         .where(Region.trace_id.in_(sorted(trace_ids)),
                Region.source.in_([RegionSource.IAF, RegionSource.CLAUSE]))
-    ).tuples()
+    )
     for trace_id, start, end in rows:
         regions.setdefault(trace_id, []).append((start, end))
     return regions

@@ -20,9 +20,10 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import exists, select
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.orm import Session, aliased
 
-from app.db.models import Dataset, Label, LabelSnapshot, Problem, Split
+from app.db.models import Annotation, Dataset, Label, LabelSnapshot, Problem, Split
 from app.errors import UserError
 from app.labels.derive import TASKS
 
@@ -44,26 +45,35 @@ def content_hash(items: list[tuple[str, str, Any]]) -> str:
     return digest.hexdigest()
 
 
-def current_split_labels(session: Session, split: str, dataset: str | None = None) -> list[Any]:
-    """Newest live label per (problem, task) of a split: rows (id, problem_id, problem_hash, task, payload)."""
+def current_split_labels(session: Session, split: str, dataset: str | None = None,
+                         include_unverified: bool = False) -> list[Any]:
+    """Newest live label per (problem, task) of a split: rows (id, problem_id, problem_hash, task, payload).
+
+    Human labels from a reviewer's program that did not reproduce the gold answer at import
+    (``annotations.verdict.correct`` false; issue 14) are left out unless ``include_unverified``.
+    """
     superseding = aliased(Label)
     query = (
         select(Label.id, Label.problem_id, Problem.content_hash.label("problem_hash"), Label.task, Label.payload)
         .join(Problem, Problem.id == Label.problem_id)
         .where(Problem.split == Split(split), Label.is_withdrawal.is_(False),
                ~exists().where(superseding.supersedes_id == Label.id))
-        .distinct(Label.problem_id, Label.task)
+        .ext(distinct_on(Label.problem_id, Label.task))
         .order_by(Label.problem_id, Label.task, Label.id.desc())
     )
     if dataset is not None:
         query = query.join(Dataset, Dataset.id == Problem.dataset_id).where(Dataset.name == dataset)
+    if not include_unverified:
+        query = query.where(~exists().where(
+            Annotation.id == Label.annotation_id, Annotation.verdict["correct"].astext == "false"))
     return list(session.execute(query).all())
 
 
-def create_snapshot(session: Session, split: str, dataset: str | None = None) -> tuple[LabelSnapshot, bool]:
+def create_snapshot(session: Session, split: str, dataset: str | None = None,
+                    include_unverified: bool = False) -> tuple[LabelSnapshot, bool]:
     """The snapshot of the split's current labels: ``(row, created)``; an existing row when the
     same content was snapshotted before. Flushes; the caller commits."""
-    rows = current_split_labels(session, split, dataset)
+    rows = current_split_labels(session, split, dataset, include_unverified)
     digest = content_hash([(row.problem_hash, str(row.task), row.payload) for row in rows])
     existing = session.scalar(select(LabelSnapshot).where(LabelSnapshot.content_hash == digest))
     if existing is not None:
@@ -124,7 +134,7 @@ def export_snapshot(session: Session, snapshot: LabelSnapshot, out_dir: Path) ->
     labels = snapshot_labels(session, snapshot)
     texts = dict(session.execute(
         select(Problem.id, Problem.text).where(Problem.id.in_(list(snapshot.problem_ids)))
-    ).tuples().all())
+    ).all())
     paths: dict[str, Path] = {}
     handles = {task: (out_dir / f"{task}.jsonl").open("w", encoding="utf-8") for task in TASKS}
     try:
