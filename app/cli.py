@@ -15,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from app.cli_support import MyceliumGroup, report_unexpected
@@ -25,6 +26,7 @@ from app.attribution.cli import attribute as attribute_command, errors as errors
 from app.inference.cli import evaluate_command, solve_command
 from app.labels.cli import labels_app
 from labeling.cli import labelstudio_app, review_app, round_app
+from training.cli import models_app, train_command
 from workers.cli import jobs_app, worker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -51,6 +53,8 @@ app.command("solve")(solve_command)
 app.command("evaluate")(evaluate_command)
 app.command("attribute")(attribute_command)
 app.command("errors")(errors_command)
+app.command("train")(train_command)
+app.add_typer(models_app, name="models")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -199,9 +203,9 @@ def ingest(
                 test_fraction=settings.split_test_fraction,
             )
     except (IngestError, ValueError) as exc:
-        err_console.print(f"[red]ingest failed:[/red] {exc}", soft_wrap=True)
+        err_console.print(f"[red]ingest failed:[/red] {escape(str(exc))}", soft_wrap=True)
         if as_json:
-            errors = [str(e) for e in getattr(exc, "errors", [exc])]
+            errors = [str(e) for e in getattr(exc, "errors", None) or [exc]]
             print(json.dumps({"read": None, "inserted": 0, "duplicates": 0, "errors": errors}))
         raise typer.Exit(1) from None
     if as_json:
@@ -212,7 +216,7 @@ def ingest(
             file, report.read, report.inserted, report.duplicates, len(report.errors),
         )
         for error in report.errors:
-            err_console.print(f"[yellow]skipped[/yellow] {error}", soft_wrap=True)
+            err_console.print(f"[yellow]skipped[/yellow] {escape(error)}", soft_wrap=True)
 
 
 @app.command()
