@@ -128,9 +128,7 @@ def evaluate_command(
 
     from app.db.schema_check import ensure_schema
     from app.db.session import session_scope
-    from app.evaluation import (
-        EvaluationError, check_contamination, evaluate, file_problem_ids, split_problem_ids, write_predictions,
-    )
+    from app.evaluation import check_contamination, evaluate, file_problem_ids, split_problem_ids, write_predictions
     from app.inference.search import SearchConfig
     from app.inference.store import resolve_models
 
@@ -143,9 +141,7 @@ def evaluate_command(
         version = specialists.model_version
         models = resolve_models(session, version)
         if file is not None:
-            problem_ids, ingested = file_problem_ids(session, file, dataset, write=not queue, guard=(models, version))
-            if queue and len(problem_ids) == 0:
-                raise EvaluationError(f"{file}: ingest its problems first (`mycelium evaluate FILE` without --queue)")
+            problem_ids, ingested = file_problem_ids(session, file, dataset, write=True, guard=(models, version))
             session.commit()
         else:
             problem_ids, ingested = split_problem_ids(session, dataset, split, limit), 0
