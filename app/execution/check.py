@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from app.errors import UserError
 from app.execution.answers import extract_boxed, split_gsm8k_solution
 from app.execution.equivalence import self_equivalent
 from app.execution.errors import ExecutionError
 from app.execution.text_steps import find_annotations
 from app.execution.validate import validate_solution
 
-__all__ = ["FIGURES", "check_solutions", "read_jsonl"]
+__all__ = ["FIGURES", "MalformedRecord", "check_solutions", "read_jsonl"]
 
 # Each figure of check_solutions(), defined once (printed by the CLI table and the benchmark).
 FIGURES: dict[str, str] = {
@@ -40,12 +41,48 @@ FIGURES: dict[str, str] = {
 Progress = Callable[[int], None]  # called with the number of records done so far
 
 
+class MalformedRecord(UserError):
+    """A line of the checked file that is not a usable record; the message names file and line."""
+
+
+def _numbered_records(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(1-based line number, record) of a JSON Lines file; blank lines skipped.
+
+    Raises :class:`MalformedRecord` for invalid UTF-8, invalid or too deeply nested JSON, or a
+    value that is not an object.
+    """
+    with path.open("rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            where = f"{path}:{number}"
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                raise MalformedRecord(f"{where}: invalid UTF-8 at byte {error.start + 1} of the line") from None
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise MalformedRecord(f"{where}: invalid JSON ({error.msg} at column {error.colno})") from None
+            except RecursionError:
+                raise MalformedRecord(f"{where}: invalid JSON (nested too deeply)") from None
+            if not isinstance(record, dict):
+                raise MalformedRecord(f"{where}: expected a JSON object, got {type(record).__name__}")
+            yield number, record
+
+
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    """Records of a JSON Lines file (blank lines skipped)."""
-    with path.open(encoding="utf-8") as handle:
-        for line in handle:
-            if line.strip():
-                yield json.loads(line)
+    """Records of a JSON Lines file (blank lines skipped); :class:`MalformedRecord` names a bad line."""
+    for _number, record in _numbered_records(path):
+        yield record
+
+
+def _text(record: dict[str, Any], name: str, path: Path, number: int) -> str:
+    """A string field of a record (absent: ``""``); :class:`MalformedRecord` if it is not a string."""
+    value = record.get(name, "")
+    if not isinstance(value, str):
+        raise MalformedRecord(f"{path}:{number}: field {name!r} must be a string, got {type(value).__name__}")
+    return value
 
 
 def check_solutions(path: Path, dataset: str, progress: Progress | None = None) -> dict[str, Any]:
@@ -77,12 +114,13 @@ def check_solutions(path: Path, dataset: str, progress: Progress | None = None) 
 def _check_gsm8k(path: Path, progress: Progress | None) -> dict[str, Any]:
     total = annotated = reproduced = reproduced_annotated = 0
     failures: Counter[str] = Counter()
-    for record in read_jsonl(path):
+    for number, record in _numbered_records(path):
+        question, answer = _text(record, "question", path, number), _text(record, "answer", path, number)
         total += 1
-        reasoning, gold = split_gsm8k_solution(record.get("answer", ""))
+        reasoning, gold = split_gsm8k_solution(answer)
         is_annotated = bool(find_annotations(reasoning))
         annotated += is_annotated
-        result = validate_solution(record.get("question", ""), reasoning, gold, "gsm8k")
+        result = validate_solution(question, reasoning, gold, "gsm8k")
         if result.correct:
             reproduced += 1
             reproduced_annotated += is_annotated
@@ -97,12 +135,15 @@ def _check_gsm8k(path: Path, progress: Progress | None) -> dict[str, Any]:
 def _check_math(path: Path, progress: Progress | None) -> dict[str, Any]:
     total = boxed_found = equivalent_to_itself = parsed_steps = 0
     failures: Counter[str] = Counter()
-    for record in read_jsonl(path):
+    for number, record in _numbered_records(path):
+        problem, solution = _text(record, "problem", path, number), _text(record, "solution", path, number)
         total += 1
-        solution = record.get("solution", "")
-        gold = extract_boxed(solution)
+        try:
+            gold, missing = extract_boxed(solution), "boxed_not_found"
+        except ExecutionError as error:  # a solution too long to scan
+            gold, missing = None, error.reason
         if gold is None:
-            failures["boxed_not_found"] += 1
+            failures[missing] += 1
         else:
             boxed_found += 1
             try:
@@ -112,7 +153,7 @@ def _check_math(path: Path, progress: Progress | None) -> dict[str, Any]:
                     failures["not_self_equivalent"] += 1
             except ExecutionError as error:
                 failures[error.reason] += 1
-        result = validate_solution(record.get("problem", ""), solution, gold, "math")
+        result = validate_solution(problem, solution, gold, "math")
         parsed_steps += len(result.program.get("steps", []))
         if not result.correct:
             failures[f"program_{result.reason or 'unknown'}"] += 1
