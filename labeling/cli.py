@@ -276,12 +276,13 @@ def review_status(number: RoundOption = None, as_json: JsonOption = False) -> No
     from app.db.models import Annotation
     from app.db.session import session_scope
     from labeling.push import review_tasks_of
-    from labeling.rounds import RoundError, get_round
+    from labeling.rounds import RoundError, get_round, latest_verdicts
 
     _ensure_schema()
     try:
         with session_scope() as session:
             round_ = get_round(session, number)
+            verdicts = latest_verdicts(session, round_)
             versions = dict(
                 session.execute(
                     select(Annotation.review_task_id, func.count()).group_by(Annotation.review_task_id)
@@ -295,6 +296,7 @@ def review_status(number: RoundOption = None, as_json: JsonOption = False) -> No
                     "task_score": round(task.task_score, 4),
                     "status": str(task.status),
                     "annotation_versions": int(versions.get(task.id, 0)),
+                    "verdict": verdicts.get(task.id),
                 }
                 for task in review_tasks_of(session, round_)
             ]
@@ -305,11 +307,18 @@ def review_status(number: RoundOption = None, as_json: JsonOption = False) -> No
         print(json.dumps({"round": number_, "tasks": rows}))
         return
     table = Table(title=f"round {number_} review tasks", title_justify="left")
-    for column in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions"):
+    for column in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions", "verdict"):
         table.add_column(column)
     for row in rows:
+        verdict = row["verdict"]
+        shown = "" if verdict is None else (
+            f"reproduces gold ({verdict.get('answer')})" if verdict.get("correct")
+            else f"[red]FLAGGED {verdict.get('status')}[/red] (answer {verdict.get('answer')}, gold "
+            f"{verdict.get('gold')}; not trained on)"
+        )
         table.add_row(
-            *(str(row[c]) for c in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions"))
+            *(str(row[c]) for c in ("problem_id", "ls_task_id", "task_score", "status", "annotation_versions")),
+            shown,
         )
     console.print(table)
 
@@ -368,26 +377,16 @@ def labelstudio_start(
 ) -> None:
     """Run Label Studio on loopback in the foreground until Ctrl-C."""
     from app.config import get_settings
-    from labeling.server import DATABASE_FILE, LabelStudioServerError, start
+    from labeling.server import DATABASE_FILE, TOKEN_FILE, LabelStudioServerError, read_secret, start, store_credentials
 
     data_dir = (data_dir or get_settings().mycelium_home / "label-studio").expanduser()
-    token_file = data_dir / "mycelium-token"
-    saved = token_file.read_text().strip() if token_file.exists() else None
-    token = token or saved or get_settings().label_studio_api_key or secrets.token_hex(20)
-    password = password or secrets.token_urlsafe(12)
+    token = token or read_secret(data_dir / TOKEN_FILE) or get_settings().label_studio_api_key or secrets.token_hex(20)
     fresh = not (data_dir / DATABASE_FILE).exists()
     try:
         server = start(port, data_dir, token, username=username, password=password)
     except LabelStudioServerError as error:
         raise _fail(str(error)) from None
-    token_file.write_text(token + "\n")
-    token_file.chmod(0o600)
-    console.print(
-        f"Label Studio {server.version} at {server.url}\n  user: {username}\n"
-        f"  password: {password if fresh else '(unchanged: set when the data dir was created)'}\n"
-        f"  LABEL_STUDIO_URL={server.url}\n  LABEL_STUDIO_API_KEY={token}\n"
-        f"  log: {server.log_path}\nCtrl-C stops it."
-    )
+    console.print(store_credentials(server, fresh=fresh, password_given=password is not None), soft_wrap=True)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while server.is_running():

@@ -223,6 +223,7 @@ class AnnotationVersion:
     result: list[dict[str, Any]]
     annotator: str | None
     was_cancelled: bool
+    lead_time_s: float | None = None  # Label Studio ``lead_time``: seconds the reviewer spent
 
 
 def annotation_version(raw: Any) -> AnnotationVersion:
@@ -243,6 +244,7 @@ def annotation_version(raw: Any) -> AnnotationVersion:
         result=list(get("result") or []),
         annotator=None if completed_by is None else f"ls-user:{completed_by}",
         was_cancelled=bool(get("was_cancelled", False)),
+        lead_time_s=float(get("lead_time")) if isinstance(get("lead_time"), (int, float)) else None,
     )
 
 

@@ -17,12 +17,73 @@ from label_studio_sdk.core.api_error import ApiError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.db.models import Annotation, AnnotationAction, LabelTask, Problem, ReviewStatus, ReviewTask, Round
+from app.db.models import (
+    Annotation,
+    AnnotationAction,
+    LabelTask,
+    Problem,
+    Program,
+    ProgramSource,
+    ReviewStatus,
+    ReviewTask,
+    Round,
+)
 from labeling import label_chain
 from labeling.client import AnnotationVersion, list_tasks, task_annotations
-from labeling.review_labels import HUMAN_CONFIDENCE, ReviewResultError, labels_from_result
+from labeling.program_text import Verdict, verify_program_text
+from labeling.review_labels import (
+    HUMAN_CONFIDENCE,
+    ReviewResultError,
+    answer_type_of,
+    labels_from_result,
+    overlay_reviewer_spans,
+    program_text_of,
+)
 
-LABELED_TASKS: tuple[LabelTask, ...] = (LabelTask.C1, LabelTask.C2, LabelTask.C6)
+LABELED_TASKS: tuple[LabelTask, ...] = (
+    LabelTask.C1, LabelTask.C2, LabelTask.C3, LabelTask.C4, LabelTask.C5, LabelTask.C6,
+)
+
+
+def derive_human_labels(problem: Problem, verdict: Verdict, result: list) -> tuple[dict[str, dict], str | None]:
+    """C1–C6 payloads from the reviewer's verified program, exactly as machine labels are derived
+    (:func:`app.labels.derive.derive_labels`), with the reviewer's marked spans laid over them.
+
+    Returns ``(payloads, error)``: empty payloads and the reason when nothing could be derived
+    (no program parsed, or a program the derivation rejects).
+    """
+    if verdict.n_steps == 0:
+        return {}, verdict.reason or "no_steps"
+    from app.labels.derive import LabelError, derive_labels
+    from app.labels.parse import clause_tables
+
+    try:
+        [table] = clause_tables([problem.text])
+        derived = derive_labels(problem.text, verdict.program, problem.gold_answer, table)
+    except LabelError as error:
+        return {}, f"labels: {error}"
+    payloads = overlay_reviewer_spans(derived, result, problem.text)
+    chosen = answer_type_of(result)
+    if chosen:
+        payloads["C6"] = {**payloads["C6"], "answer_type": chosen}
+    return payloads, None
+
+
+def _store_program(session: Session, problem: Problem, verdict: Verdict) -> int | None:
+    if verdict.n_steps == 0:
+        return None
+    program = Program(
+        problem_id=problem.id,
+        source=ProgramSource.HUMAN,
+        steps=verdict.program,
+        answer=verdict.answer,
+        executes=verdict.status in ("reproduces_gold", "wrong_answer"),
+        correct=verdict.correct,
+        error=None if verdict.correct else verdict.reason,
+    )
+    session.add(program)
+    session.flush()
+    return program.id
 
 
 @dataclass(frozen=True)
@@ -76,8 +137,19 @@ def import_annotation(session: Session, version: AnnotationVersion) -> ImportOut
     problem = session.get(Problem, review.problem_id)
     if problem is None:
         raise LookupError(f"review task {review.id} points at missing problem {review.problem_id}")
+    program_text = None if version.was_cancelled else program_text_of(version.result)
+    verdict: Verdict | None = None
+    program_id: int | None = None
     try:
-        payloads = {} if version.was_cancelled else labels_from_result(version.result, problem.text)
+        if version.was_cancelled:
+            payloads: dict[str, dict] = {}
+        elif program_text is not None:
+            verdict = verify_program_text(problem.text, program_text, problem.gold_answer)
+            payloads, label_error = derive_human_labels(problem, verdict, version.result)
+            if not payloads:  # nothing derivable: keep what the spans / answer type say
+                payloads = labels_from_result(version.result, problem.text)
+        else:
+            payloads = labels_from_result(version.result, problem.text)
     except ReviewResultError as error:
         raise ReviewResultError(
             f"Label Studio annotation {version.id} (task {version.task_id}, problem {problem.id}): {error}"
@@ -89,9 +161,14 @@ def import_annotation(session: Session, version: AnnotationVersion) -> ImportOut
         action=action,
         result=version.result,
         annotator=version.annotator,
+        program_text=program_text,
+        lead_time_s=version.lead_time_s,
     )
     session.add(row)
     session.flush()
+    if verdict is not None:
+        program_id = _store_program(session, problem, verdict)
+        row.verdict = {**verdict.as_json(), "program_id": program_id, "label_error": label_error}
     if latest is not None and version.updated_at < latest:
         return ImportOutcome("stale", version.id, row.id)  # history only: a newer version is already live
     appended: list[int] = []
@@ -107,6 +184,7 @@ def import_annotation(session: Session, version: AnnotationVersion) -> ImportOut
                 round_id=review.round_id,
                 annotation_row_id=row.id,
             )
+            label.program_id = program_id
             appended.append(label.id)
         else:
             reason = "annotation cancelled" if version.was_cancelled else "task cleared in annotation update"

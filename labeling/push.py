@@ -1,9 +1,9 @@
 """Push a round's selection to Label Studio as pre-annotated tasks — idempotent.
 
-A selected problem becomes one task carrying the problem text, its regions as scored
-pre-annotations (labelled with the live machine C2 operation where one matches the span), the
-live machine answer type, the task score (1 − priority: most uncertain lowest) and the round's
-``model_version``. Tasks are keyed by round and problem in both Postgres (``review_tasks``)
+A selected problem becomes one task carrying the problem text and the pre-fill of
+:mod:`labeling.drafts` (the specialists' program when they exist, else the reference program,
+else attention regions typed with the live machine C2 operation), the task score (1 − priority:
+most uncertain lowest), the selection reason and uncertainties, and the round's ``model_version``. Tasks are keyed by round and problem in both Postgres (``review_tasks``)
 and Label Studio (``data.mycelium_key``): pushing again creates nothing new, and a push that
 died between Label Studio and the database is repaired by adopting the task already there.
 """
@@ -19,7 +19,7 @@ from label_studio_sdk import LabelStudio
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.db.models import Label, LabelTask, Problem, Region, RegionSource, ReviewStatus, ReviewTask, Round, Selection
+from app.db.models import Dataset, Label, LabelTask, Problem, Region, RegionSource, ReviewStatus, ReviewTask, Round, Selection
 from labeling import client as ls
 from labeling.candidates import CONTEXT_SOURCES
 from labeling.config_xml import UNTYPED_LABEL, label_config
@@ -27,7 +27,8 @@ from labeling.label_chain import live_labels
 from labeling.review_labels import region_labels
 from labeling.rounds import RoundError, refresh_stats, selections_of
 from labeling.selection import task_score
-from labeling.task_payload import RegionPrediction, build_task
+from labeling.drafts import review_draft
+from labeling.task_payload import RegionPrediction, SelectionInfo, build_task
 
 
 @dataclass(frozen=True)
@@ -78,26 +79,27 @@ def _live_operations(session: Session, problem_id: int) -> list[tuple[int, int, 
     return region_labels(live[0].payload) if live else []
 
 
-def _live_answer_type(session: Session, problem_id: int) -> str | None:
-    live: list[Label] = live_labels(session, problem_id, LabelTask.C6)
-    value = live[0].payload.get("answer_type") if live else None
-    return value if isinstance(value, str) else None
+def _dataset_name(session: Session, problem: Problem) -> str | None:
+    dataset = session.get(Dataset, problem.dataset_id)
+    return dataset.name if dataset is not None else None
 
 
 def task_for_selection(session: Session, round_: Round, selection: Selection) -> dict[str, Any]:
-    """The Label Studio task payload of one selected problem."""
+    """The Label Studio task payload of one selected problem (see :mod:`labeling.drafts`)."""
     problem = session.get(Problem, selection.problem_id)
     if problem is None:
         raise LookupError(f"selection {selection.id} of round {round_.number} points at missing problem")
+    draft = review_draft(session, problem, region_predictions(session, problem.id))
+    components = (round_.stats or {}).get("components", {}).get(str(problem.id), {})
     return build_task(
         problem_id=problem.id,
         round_number=round_.number,
         text=problem.text,
-        regions=region_predictions(session, problem.id),
         model_version=round_.model_version,
         task_score=task_score(selection.score),
-        answer_type=_live_answer_type(session, problem.id),
-        reason=selection.reason,
+        draft=draft,
+        selection=SelectionInfo(priority=selection.score, reason=selection.reason, components=components),
+        dataset=_dataset_name(session, problem),
     )
 
 

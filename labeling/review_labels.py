@@ -89,3 +89,69 @@ def region_labels(payload: Mapping[str, Any]) -> list[tuple[int, int, str]]:
         if isinstance(start, int) and isinstance(end, int) and isinstance(label, str):
             out.append((start, end, label))
     return out
+
+
+# --------------------------------------------------------------------------- program-based review
+
+
+def program_text_of(result: Iterable[Mapping[str, Any]]) -> str | None:
+    """The reviewer's program (the ``program`` textarea), or None if it is empty / absent."""
+    from labeling.config_xml import PROGRAM_CONTROL
+    from labeling.program_text import textarea_lines
+
+    for item in result:
+        if item.get("from_name") == PROGRAM_CONTROL and item.get("type") == "textarea":
+            joined = textarea_lines((item.get("value") or {}).get("text") or [])
+            return joined or None
+    return None
+
+
+def answer_type_of(result: Iterable[Mapping[str, Any]]) -> str | None:
+    """The answer type the reviewer chose, if any."""
+    return _choice(result, ANSWER_TYPE_CONTROL)
+
+
+def _merge(spans: Iterable[tuple[int, int]]) -> list[list[int]]:
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start <= merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return merged
+
+
+def overlay_reviewer_spans(
+    derived: Mapping[str, dict[str, Any]], result: list[Mapping[str, Any]], text: str
+) -> dict[str, dict[str, Any]]:
+    """Derived C1–C6 payloads with the reviewer's marked regions laid over them.
+
+    C2: the k-th span typed with op X (in text order) becomes the region of the k-th step whose op
+    is X (the program text decides the ops; the spans decide where each step reads). C1: its
+    regions are the merged union of the derived regions and every step/context span the reviewer
+    marked (``OPERAND`` mentions are operands, not regions). Other tasks are unchanged.
+    """
+    from labeling.config_xml import OPERAND_LABEL, OPERATION_LABELS
+
+    out = {task: dict(payload) for task, payload in derived.items()}
+    spans = _spans(result, text)
+    by_op: dict[str, list[tuple[int, int]]] = {}
+    for span in spans:
+        if span["label"] in OPERATION_LABELS:
+            by_op.setdefault(span["label"], []).append((span["start"], span["end"]))
+    if "C2" in out:
+        steps = []
+        used: dict[str, int] = {}
+        for step in out["C2"].get("steps") or []:
+            op = step.get("op")
+            k = used.get(op, 0)
+            if op in by_op and k < len(by_op[op]):
+                step = {**step, "region": list(by_op[op][k])}
+                used[op] = k + 1
+            steps.append(step)
+        out["C2"] = {**out["C2"], "steps": steps}
+    if "C1" in out:
+        marked = [(s["start"], s["end"]) for s in spans if s["label"] != OPERAND_LABEL]
+        derived_regions = [(int(r[0]), int(r[1])) for r in out["C1"].get("regions") or []]
+        out["C1"] = {**out["C1"], "regions": _merge([*derived_regions, *marked])}
+    return out

@@ -218,3 +218,25 @@ def round_summary(session: Session, round_: Round) -> dict[str, Any]:
         "closed_at": round_.closed_at.isoformat() if round_.closed_at else None,
         "stats": {**(round_.stats or {}), **round_stats(session, round_)},
     }
+
+
+def latest_verdicts(session: Session, round_: Round) -> dict[int, dict[str, Any]]:
+    """Per review task id of the round: the execution verdict of its newest live annotation.
+
+    ``{"status": "reproduces_gold" | "wrong_answer" | "does_not_execute" | "no_program", "answer",
+    "gold", "trained_on": bool, ...}``; tasks whose annotation carried no program are absent.
+    A verdict other than ``reproduces_gold`` is flagged: its labels stay out of training snapshots.
+    """
+    rows = session.execute(
+        select(Annotation.review_task_id, Annotation.verdict, Annotation.action)
+        .join(ReviewTask, ReviewTask.id == Annotation.review_task_id)
+        .where(ReviewTask.round_id == round_.id)
+        .order_by(Annotation.review_task_id, Annotation.ls_updated_at)
+    ).all()
+    out: dict[int, dict[str, Any]] = {}
+    for task_id, verdict, action in rows:
+        if action == AnnotationAction.DELETED:
+            out.pop(task_id, None)
+        elif verdict:
+            out[task_id] = {**verdict, "trained_on": bool(verdict.get("correct"))}
+    return out

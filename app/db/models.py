@@ -100,6 +100,7 @@ class ProgramSource(StrEnum):
     REFERENCE = "reference"  # built from the dataset's reference solution
     TEACHER = "teacher"  # built from a teacher trace's CoT
     MODEL = "model"  # assembled by the specialists at inference
+    HUMAN = "human"  # a reviewer's corrected program, verified by execution at import (0004)
 
 
 class AttributionCategory(StrEnum):
