@@ -377,7 +377,14 @@ def labelstudio_start(
 ) -> None:
     """Run Label Studio on loopback in the foreground until Ctrl-C."""
     from app.config import get_settings
-    from labeling.server import DATABASE_FILE, TOKEN_FILE, LabelStudioServerError, read_secret, start, store_credentials
+    from labeling.server import (
+        DATABASE_FILE,
+        TOKEN_FILE,
+        LabelStudioServerError,
+        read_secret,
+        start,
+        store_credentials,
+    )
 
     data_dir = (data_dir or get_settings().mycelium_home / "label-studio").expanduser()
     token = token or read_secret(data_dir / TOKEN_FILE) or get_settings().label_studio_api_key or secrets.token_hex(20)
@@ -386,7 +393,8 @@ def labelstudio_start(
         server = start(port, data_dir, token, username=username, password=password)
     except LabelStudioServerError as error:
         raise _fail(str(error)) from None
-    console.print(store_credentials(server, fresh=fresh, password_given=password is not None), soft_wrap=True)
+    notice = store_credentials(server, fresh=fresh, password_given=password is not None)
+    console.print(notice, soft_wrap=True, markup=False)  # where the secrets are, not the secrets
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         while server.is_running():

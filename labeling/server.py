@@ -8,17 +8,23 @@ directory; every server starts from a copy of it and is up in a few seconds.
 The first user (and its legacy API token) is created from the environment on start. Label
 Studio silently moves to the next port if the requested one is busy, so health is checked
 with *this* server's token: another server on the port cannot answer it.
+
+Secrets: there is no default password (an unset one is generated), and the token and password
+files in the data directory are created with mode 0600 from the start (:func:`write_secret`);
+commands print where they are, never their content.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,7 +35,9 @@ import httpx
 
 LABEL_STUDIO_REQUIREMENT = "label-studio>=1.23,<1.24"
 DEFAULT_USERNAME = "admin@mycelium.local"
-DEFAULT_PASSWORD = "mycelium-review"
+TOKEN_FILE = "mycelium-token"  # in the data dir: the first user's legacy API token (mode 0600)
+PASSWORD_FILE = "mycelium-password"  # in the data dir: the first user's password (mode 0600)
+SECRET_MODE = 0o600
 DATABASE_FILE = "label_studio.sqlite3"
 READY_MARKER = ".mycelium-template-ready"
 LOG_FILE = "mycelium-label-studio.log"
@@ -75,6 +83,45 @@ def _file_lock(name: str) -> Iterator[None]:
 
 def _log(message: str) -> None:
     print(f"[label-studio] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- secrets
+
+
+def generate_password() -> str:
+    """A fresh random password for the first Label Studio user."""
+    return secrets.token_urlsafe(18)
+
+
+def write_secret(path: Path, value: str) -> Path:
+    """Write ``value`` to ``path`` readable by its owner only, at no moment by anyone else.
+
+    The content goes to a temporary file created with mode 0600 in the same directory, which then
+    replaces ``path`` atomically: an existing file with looser permissions is never written into.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(descriptor, SECRET_MODE)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(value + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_secret(path: Path) -> str | None:
+    """The stripped content of a secret file, or None if it is missing or empty."""
+    try:
+        value = Path(path).read_text().strip()
+    except FileNotFoundError:
+        return None
+    return value or None
 
 
 # --------------------------------------------------------------------------- install
@@ -178,9 +225,9 @@ class LabelStudioServer:
 
     url: str
     port: int
-    token: str
+    token: str = field(repr=False)
     username: str
-    password: str
+    password: str = field(repr=False)
     data_dir: Path
     log_path: Path
     version: str
@@ -247,7 +294,7 @@ def start(
     token: str,
     *,
     username: str = DEFAULT_USERNAME,
-    password: str = DEFAULT_PASSWORD,
+    password: str | None = None,
     host: str = "127.0.0.1",
     timeout: float = 180.0,
 ) -> LabelStudioServer:
@@ -255,10 +302,12 @@ def start(
 
     Returns once ``/health`` is up and ``token`` authenticates; raises
     :class:`LabelStudioServerError` with the server log otherwise. ``token`` must be longer
-    than 5 characters (Label Studio ignores shorter ones).
+    than 5 characters (Label Studio ignores shorter ones). Without ``password`` a random one is
+    generated (it only matters for a new data dir; see ``server.password``).
     """
     if len(token) <= 5:
         raise LabelStudioServerError("the Label Studio user token must be longer than 5 characters")
+    password = password or generate_password()
     venv, template, version = ensure_installed()
     began = time.monotonic()
     data_dir = Path(data_dir).expanduser().resolve()
@@ -301,6 +350,24 @@ def start(
         raise
     server.startup_seconds = time.monotonic() - began
     return server
+
+
+def store_credentials(server: LabelStudioServer, *, fresh: bool, password_given: bool) -> str:
+    """Save the server's token (and a generated password of a new data dir) in 0600 files of its
+    data dir; return what to print: where the secrets are, never the secrets themselves."""
+    token_file = write_secret(server.data_dir / TOKEN_FILE, server.token)
+    if fresh and not password_given:
+        password_line = f"in {write_secret(server.data_dir / PASSWORD_FILE, server.password)} (generated)"
+    elif fresh:
+        password_line = "the one given with --password"
+    else:
+        saved = server.data_dir / PASSWORD_FILE
+        password_line = "unchanged: set when the data dir was created" + (f" (see {saved})" if saved.exists() else "")
+    return (
+        f"Label Studio {server.version} at {server.url}\n  user: {server.username}\n  password: {password_line}\n"
+        f"  LABEL_STUDIO_URL={server.url}\n  API token: in {token_file}\n"
+        f"    export LABEL_STUDIO_API_KEY=\"$(cat {token_file})\"\n  log: {server.log_path}\nCtrl-C stops it."
+    )
 
 
 def probe(url: str, token: str) -> str:
