@@ -82,3 +82,26 @@ def test_retrain_same_snapshot_and_config_is_a_no_op(db_session, home: Path, tmp
     assert third.created and third.version == "v2"
     assert db_session.scalar(select(func.count()).select_from(SpecialistModel)) == 2
     assert not list((home / "models" / "C6").glob(".staging-*"))
+
+
+def test_a_training_that_never_commits_leaves_no_row(db_session, home: Path, tmp_path: Path) -> None:
+    """A process killed after the artifact rename but before its commit: no row; the next
+    training takes the same version and replaces the orphan directory."""
+    from training.registry import train_specialist
+    from training.tiny import build_tiny_encoder
+
+    seed_labels(db_session)
+    make_snapshot(db_session)
+    db_session.commit()
+    backbone = str(build_tiny_encoder(tmp_path / "tiny"))
+    lost = train_specialist(db_session, "C4", backbone_path=backbone, config=tiny_train_config(), device="cpu")
+    db_session.rollback()
+    assert db_session.scalar(select(func.count()).select_from(SpecialistModel)) == 0
+    assert (home / "models" / "C4" / "v1").is_dir()  # orphan, named by no row
+    kept = train_specialist(db_session, "C4", backbone_path=backbone, config=tiny_train_config(), device="cpu")
+    db_session.commit()
+    assert (lost.version, kept.version, kept.created) == ("v1", "v1", True)
+    row = db_session.get(SpecialistModel, kept.id)
+    from training.checkpoint import artifact_sha256
+
+    assert artifact_sha256(Path(row.artifact_path)) == row.artifact_sha256

@@ -258,6 +258,7 @@ def train_many(
     device: str = "auto",
     on_start: Callable[[str], None] | None = None,
     on_epoch: Callable[[str, int, int, float, float], None] | None = None,
+    on_encoded: Callable[[int, float], None] | None = None,
 ) -> list[TrainedModel]:
     """Train several specialists on one shared encoding, one transaction (commit) per specialist."""
     out = []
@@ -270,7 +271,10 @@ def train_many(
             backbone = load_backbone(backbone_path, device, DEFAULT_MAX_TOKENS)
             if corpora is None and find_existing(session, specialist, snapshot.content_hash,
                                                  config_hash(training_config(specialist, config, backbone))) is None:
+                encode_started = time.perf_counter()
                 corpora = build_corpora(session, snapshot, backbone)
+                if on_encoded is not None:
+                    on_encoded(len(corpora[0].records) + len(corpora[1].records), time.perf_counter() - encode_started)
             callback = (lambda e, n, loss, score, s=specialist: on_epoch(s, e, n, loss, score)) if on_epoch else None
             out.append(train_specialist(session, specialist, snapshot_id=snapshot.id, backbone_path=backbone_path,
                                         config=config, device=device, on_epoch=callback, corpora=corpora))

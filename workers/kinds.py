@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 QUEUES = ("gpu", "cpu", "io")
-BUILTIN_KIND_MODULES = ("workers.validation", "workers.extraction", "workers.attribution", "workers.evaluation")
+BUILTIN_KIND_MODULES = ("workers.validation", "workers.extraction", "workers.attribution", "workers.evaluation", "workers.training")
 
 Params = Mapping[str, Any]
 ListItems = Callable[[Session, Params], list[str]]
