@@ -18,6 +18,7 @@ from sqlalchemy import exists, select, union
 from sqlalchemy.orm import Session, aliased
 
 from app.db.models import (
+    InferenceResult,
     Label,
     LabelSource,
     Prediction,
@@ -60,6 +61,46 @@ def pool_problem_ids(session: Session, splits: Sequence[Split] = (Split.TRAIN,))
     return list(session.scalars(query))
 
 
+def _top_vector(top: Any, chosen_p: Any = None) -> np.ndarray | None:
+    """``[["DIV", 0.93], ["MUL", 0.05]]`` → ``[0.93, 0.05, 0.02]`` (the rest of the mass as one class)."""
+    values = [float(p) for _, p in top or [] if isinstance(p, (int, float))] if isinstance(top, list) else []
+    if not values and isinstance(chosen_p, (int, float)):
+        values = [float(chosen_p)]
+    if not values:
+        return None
+    rest = max(0.0, 1.0 - sum(values))
+    return np.asarray([*values, rest] if rest > 1e-6 or len(values) < 2 else values, dtype=float)
+
+
+def specialist_decisions(task: str, payload: dict[str, Any]) -> list[np.ndarray]:
+    """Probability vectors of a specialist prediction (contract shapes of issue 12).
+
+    C2: one vector per step (its ``top`` ops); C6: the answer-type distribution and the answer
+    step's probability; C3: each operand's probability; C5: each edge's; C4: each constant's.
+    """
+    rows: list[np.ndarray] = []
+    if task == "C2":
+        for step in payload.get("steps") or []:
+            vector = _top_vector(step.get("top"), step.get("p"))
+            if vector is not None:
+                rows.append(vector if len(vector) >= 2 else binary_distribution([vector[0]])[0])
+    elif task == "C6":
+        type_probs = payload.get("type_probs") or {}
+        if isinstance(type_probs, dict) and len(type_probs) >= 2:
+            rows.append(np.asarray([float(v) for v in type_probs.values()], dtype=float))
+        if isinstance(payload.get("p"), (int, float)):
+            rows.append(binary_distribution([payload["p"]])[0])
+    elif task == "C3":
+        for step in payload.get("steps") or []:
+            rows.extend(binary_distribution([p])[0] for p in step.get("p") or [] if isinstance(p, (int, float)))
+    elif task == "C5":
+        rows.extend(binary_distribution([p])[0] for p in (payload.get("p") or {}).values() if isinstance(p, (int, float)))
+    elif task == "C4":
+        rows.extend(binary_distribution([p])[0] for p in (payload.get("probs") or {}).values()
+                    if isinstance(p, (int, float)))
+    return rows
+
+
 def _decisions_from_prediction(payload: dict[str, Any], confidence: float | None) -> list[np.ndarray]:
     probs = payload.get("probs") if isinstance(payload, dict) else None
     rows: list[np.ndarray] = []
@@ -71,8 +112,10 @@ def _decisions_from_prediction(payload: dict[str, Any], confidence: float | None
     return rows
 
 
-def load_candidates(session: Session, problem_ids: Iterable[int]) -> list[Candidate]:
-    """Candidates for ``problem_ids`` (bulk queries; one pass per table)."""
+def load_candidates(
+    session: Session, problem_ids: Iterable[int], noise: dict[int, tuple[float, str]] | None = None
+) -> list[Candidate]:
+    """Candidates for ``problem_ids`` (bulk queries; one pass per table); ``noise``: :func:`label_noise`."""
     ids = list(problem_ids)
     if not ids:
         return []
@@ -102,10 +145,20 @@ def load_candidates(session: Session, problem_ids: Iterable[int]) -> list[Candid
         )
     ):
         decisions[problem_id].append(binary_distribution([confidence])[0])
-    for problem_id, payload, confidence in session.execute(
-        select(Prediction.problem_id, Prediction.payload, Prediction.confidence).where(Prediction.problem_id.in_(ids))
+    newest: dict[tuple[int, str], tuple[dict[str, Any], float | None]] = {}
+    for problem_id, task, payload, confidence in session.execute(
+        select(Prediction.problem_id, Prediction.task, Prediction.payload, Prediction.confidence)
+        .where(Prediction.problem_id.in_(ids))
+        .order_by(Prediction.id)
     ):
-        decisions[problem_id].extend(_decisions_from_prediction(payload, confidence))
+        newest[(problem_id, str(task))] = (payload, confidence)  # the newest model's prediction per task
+    with_model: set[int] = set()
+    for (problem_id, task), (payload, confidence) in newest.items():
+        rows = specialist_decisions(task, payload) if isinstance(payload, dict) else []
+        if task in ("C2", "C6"):  # the decisions a reviewer corrects; C3–C5 add many near-certain binaries
+            decisions[problem_id].extend(rows or _decisions_from_prediction(payload, confidence))
+        with_model.add(problem_id)
+    outcome = model_outcomes(session, ids)
     programs: dict[int, list[tuple[bool, str | None]]] = defaultdict(list)
     for problem_id, executes, correct, error in session.execute(
         select(Program.problem_id, Program.executes, Program.correct, Program.error)
@@ -121,16 +174,78 @@ def load_candidates(session: Session, problem_ids: Iterable[int]) -> list[Candid
         )
         for problem_id, verdicts in programs.items()
     }
+    execution.update({pid: (o["failed"], o["error"]) for pid, o in outcome.items() if o["failed"] is not None})
+    noise = noise or {}
     return [
         Candidate(
             problem_id=problem_id,
             text=texts[problem_id],
             decisions=tuple(decisions[problem_id]),
-            regions=tuple(regions[problem_id]),
-            operands=tuple(operands[problem_id]),
+            regions=tuple(regions[problem_id]) if problem_id not in with_model else (),
+            operands=tuple(operands[problem_id]) if problem_id not in with_model else (),
             execution_failed=execution[problem_id][0] if problem_id in execution else None,
             execution_error=execution[problem_id][1] if problem_id in execution else None,
+            candidates_disagree=outcome.get(problem_id, {}).get("disagree"),
+            no_program=outcome.get(problem_id, {}).get("no_program"),
+            noise=noise.get(problem_id, (None, None))[0],
+            noise_detail=noise.get(problem_id, (None, None))[1],
         )
         for problem_id in ids
         if problem_id in texts
     ]
+
+
+def model_outcomes(session: Session, ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """Per problem, from its newest ``inference_results`` row: candidates disagree, no program,
+    the model's program failed (does not execute, or — train pool, gold known — wrong answer)."""
+    rows = session.execute(
+        select(InferenceResult.problem_id, InferenceResult.disagreement, InferenceResult.program_id,
+               InferenceResult.no_answer_reason, InferenceResult.correct, Program.executes, Program.error)
+        .outerjoin(Program, Program.id == InferenceResult.program_id)
+        .where(InferenceResult.problem_id.in_(list(ids)))
+        .order_by(InferenceResult.id)
+    ).all()
+    out: dict[int, dict[str, Any]] = {}
+    for problem_id, disagree, program_id, reason, correct, executes, error in rows:
+        no_program = program_id is None
+        if no_program:
+            failed, why = None, None  # its own reason, not "wrong"
+        elif executes is False:
+            failed, why = True, error or "does not execute"
+        elif correct is False:
+            failed, why = True, "model answer wrong"
+        else:
+            failed, why = (False if correct else None), None
+        out[problem_id] = {"disagree": bool(disagree), "no_program": no_program, "failed": failed,
+                           "error": why or (reason if no_program else None)}
+    return out
+
+
+def label_noise(session: Session, ids: Sequence[int], embeddings: np.ndarray, folds: int = 5,
+                seed: int = 0) -> dict[int, tuple[float, str]]:
+    """Suspected label noise of the live machine C2/C6 labels of ``ids`` (cleanlab, see
+    :mod:`labeling.noise`): problem id → (1.0, "C2 p=0.04 …")."""
+    from labeling.noise import c2_target, c6_target, find_noise
+
+    live = aliased(Label)
+    payloads: dict[tuple[int, str], dict[str, Any]] = {}
+    for problem_id, task, payload in session.execute(
+        select(live.problem_id, live.task, live.payload)
+        .where(live.problem_id.in_(list(ids)), live.task.in_(["C2", "C6"]), live.source != LabelSource.HUMAN,
+               _live_label_filter(live))
+        .order_by(live.id)
+    ):
+        payloads[(problem_id, str(task))] = payload
+    targets = {
+        "C2": [c2_target(payloads.get((pid, "C2"))) for pid in ids],
+        "C6": [c6_target(payloads.get((pid, "C6"))) for pid in ids],
+    }
+    flags = find_noise(embeddings, targets, folds, seed)
+    out: dict[int, tuple[float, str]] = {}
+    for task, found in flags.flagged.items():
+        for index, p in found.items():
+            pid = ids[index]
+            given = targets[task][index]
+            detail = f"{task} label {given} has out-of-sample p={p:.2f}"
+            out[pid] = (1.0, f"{out[pid][1]}; {detail}" if pid in out else detail)
+    return out

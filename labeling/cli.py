@@ -83,7 +83,33 @@ def _print_summary(summary: dict[str, Any], as_json: bool) -> None:
         table.add_row(key, str(value))
     table.add_row("models_before", json.dumps(summary.get("models_before") or {}, sort_keys=True))
     table.add_row("models_after", json.dumps(summary.get("models_after") or {}, sort_keys=True))
+    for line in _retrain_lines(summary.get("retrain")):
+        table.add_row(*line)
     console.print(table)
+
+
+def _retrain_lines(retrain: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """The retraining record as table rows: state, jobs, accuracy before → after, effort, stopping."""
+    if not retrain:
+        return []
+
+    def acc(side: str, split: str) -> str:
+        value = ((retrain.get(side) or {}).get("splits") or {}).get(split) or {}
+        return "—" if value.get("accuracy") is None else f"{value['accuracy']:.3f} (n={value['n']})"
+
+    rows = [("retrain", f"{retrain.get('state')} (snapshot {retrain.get('snapshot_id')}, jobs "
+                        f"{json.dumps(retrain.get('jobs') or {}, sort_keys=True)})")]
+    for split in ("dev", "test"):
+        rows.append((f"{split} accuracy", f"{acc('before', split)} → {acc('after', split)}"))
+    effort = retrain.get("effort") or {}
+    rows.append(("labels added", f"{effort.get('labels_added')} on {effort.get('problems_labelled')} problems; "
+                                 f"{effort.get('corrections_flagged')} flagged corrections"))
+    rows.append(("annotator time", f"{effort.get('annotator_seconds')} s ({effort.get('seconds_per_task')} s/task)"))
+    stopping = retrain.get("stopping")
+    if stopping:
+        rows.append(("stopping rule", f"gain {stopping.get('gain')} (min {stopping.get('min_gain')}, "
+                                      f"patience {stopping.get('patience')}): {stopping.get('advice')}"))
+    return rows
 
 
 def _label_studio_failure(error: Exception) -> typer.Exit:
@@ -108,7 +134,7 @@ def round_start(
         typer.Option(help="composite, least_confidence, margin, entropy, disagreement, execution or random."),
     ] = None,
     split: Annotated[list[str], typer.Option("--split", help="Pool split(s); repeatable.")] = ["train"],  # noqa: B006
-    max_similarity: Annotated[float, typer.Option(help="Near-duplicate threshold (shingle Jaccard).")] = 0.6,
+    max_similarity: Annotated[float, typer.Option(help="Near-duplicate threshold (MiniLM cosine similarity).")] = 0.9,
     seed: Annotated[int, typer.Option(help="Seed of the random strategy.")] = 0,
     as_json: JsonOption = False,
 ) -> None:
@@ -138,12 +164,15 @@ def round_start(
 def round_status(number: RoundOption = None, as_json: JsonOption = False) -> None:
     """What a round selected, sent, got annotated and imported."""
     from app.db.session import session_scope
+    from labeling.retrain import advance, queued_submit
     from labeling.rounds import RoundError, get_round, round_summary
 
     _ensure_schema()
     try:
         with session_scope() as session:
-            summary = round_summary(session, get_round(session, number))
+            round_ = get_round(session, number)
+            advance(session, round_, queued_submit)  # move a closed round's retraining on
+            summary = round_summary(session, round_)
     except RoundError as error:
         raise _fail(str(error), 2) from None
     _print_summary(summary, as_json)
@@ -153,9 +182,18 @@ def round_status(number: RoundOption = None, as_json: JsonOption = False) -> Non
 def round_close(
     number: RoundOption = None,
     force: Annotated[bool, typer.Option("--force", help="Close even with tasks not yet reviewed.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="Snapshot labels and retrain.")] = True,
+    inline: Annotated[bool, typer.Option("--inline", help="Train, evaluate, attribute here (no workers).")] = False,
+    backbone: Annotated[str | None, typer.Option(help="Encoder directory (default: MiniLM).")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Training epochs per specialist.")] = None,
+    eval_limit: Annotated[int | None, typer.Option(help="Problems per evaluated split (dev, test).")] = None,
+    min_gain: Annotated[float, typer.Option(help="Stopping rule: dev accuracy gain that counts.")] = 0.01,
+    patience: Annotated[int, typer.Option(help="Stopping rule: rounds below --min-gain before stop.")] = 2,
     as_json: JsonOption = False,
 ) -> None:
-    """Close the open round: final statistics and the model versions after it.
+    """Close the open round; snapshot the labels, enqueue `train` (gpu), then `evaluate` +
+    `attribute` (cpu); models_before/after with dev/test accuracy and the stopping rule are
+    recorded (`mycelium round status` moves a queued retraining on).
 
     Refuses while selected problems are not reviewed yet (imported or withdrawn), unless --force.
     """
@@ -177,7 +215,14 @@ def round_close(
                         "or close anyway with `mycelium round close --force`",
                         2,
                     )
-            summary = round_summary(session, close_round(session, number))
+            if not retrain:
+                summary = round_summary(session, close_round(session, number))
+        if retrain:
+            from labeling.retrain import RetrainConfig, close_and_retrain
+
+            config = RetrainConfig(backbone=backbone, train={"epochs": epochs} if epochs else None,
+                                   eval_limit=eval_limit, min_gain=min_gain, patience=patience)
+            summary = close_and_retrain(number, config, inline=inline)
     except RoundError as error:
         raise _fail(str(error), 2) from None
     _print_summary(summary, as_json)

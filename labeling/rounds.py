@@ -29,7 +29,8 @@ from app.db.models import (
     SpecialistModel,
     Split,
 )
-from labeling.candidates import load_candidates, pool_problem_ids
+from labeling.candidates import label_noise, load_candidates, pool_problem_ids
+from labeling.embeddings import embed_texts
 from labeling.selection import DEFAULT_MAX_SIMILARITY, DEFAULT_STRATEGY, STRATEGIES, select_batch
 
 DEFAULT_BUDGET = 50
@@ -90,6 +91,7 @@ def start_round(
     splits: Sequence[Split] = (Split.TRAIN,),
     max_similarity: float = DEFAULT_MAX_SIMILARITY,
     seed: int = 0,
+    noise: bool = True,
 ) -> RoundStart:
     """Open a round and record its selection; with a round already open, return it unchanged.
 
@@ -123,8 +125,13 @@ def start_round(
     session.add(round_)
     session.flush()
     pool = pool_problem_ids(session, splits)
+    candidates = load_candidates(session, pool)
+    embeddings = embed_texts([c.text for c in candidates])
+    if noise and round_.strategy != "random" and candidates:
+        ids = [c.problem_id for c in candidates]
+        candidates = load_candidates(session, ids, noise=label_noise(session, ids, embeddings, seed=seed))
     chosen = select_batch(
-        load_candidates(session, pool), round_.budget, round_.strategy, max_similarity=max_similarity, seed=seed
+        candidates, round_.budget, round_.strategy, max_similarity=max_similarity, seed=seed, embeddings=embeddings
     )
     for scored in chosen:
         session.add(
@@ -137,7 +144,12 @@ def start_round(
             )
         )
     session.flush()
-    round_.stats = {"pool": len(pool), "splits": [str(s) for s in splits], **round_stats(session, round_)}
+    round_.stats = {
+        "pool": len(pool),
+        "splits": [str(s) for s in splits],
+        "components": {str(c.problem_id): {k: v for k, v in c.components.items() if v == v} for c in chosen},
+        **round_stats(session, round_),
+    }
     return RoundStart(round_, selections_of(session, round_), created=True)
 
 
@@ -192,8 +204,14 @@ def refresh_stats(session: Session, round_: Round) -> dict[str, Any]:
     return round_.stats
 
 
-def close_round(session: Session, number: int | None = None) -> Round:
-    """Close the open round (or round ``number``): final stats and the models after it."""
+def close_round(session: Session, number: int | None = None, *, retrain: bool = False,
+                config: Any = None) -> Round:
+    """Close the open round (or round ``number``): final stats and the models after it.
+
+    With ``retrain`` the train labels are snapshotted and a ``train`` job is submitted to the
+    workers (see :mod:`labeling.retrain`; ``models_after`` is filled when training finished).
+    Without, ``models_after`` is the newest version of each specialist now.
+    """
     round_ = get_round(session, number)
     if round_.status == RoundStatus.CLOSED:
         return round_
@@ -201,11 +219,22 @@ def close_round(session: Session, number: int | None = None) -> Round:
     round_.models_after = current_models(session)
     round_.status = RoundStatus.CLOSED
     round_.closed_at = datetime.now(UTC)
+    if retrain:
+        from labeling.retrain import RetrainConfig, queued_submit, start_retrain
+
+        start_retrain(session, round_, config or RetrainConfig(), queued_submit)
     return round_
 
 
 def round_summary(session: Session, round_: Round) -> dict[str, Any]:
-    """A JSON-ready description of a round (``mycelium round status --json``)."""
+    """A JSON-ready description of a round (``mycelium round status --json``).
+
+    ``retrain``: the snapshot, jobs, dev/test accuracy before/after, labels added, reviewer time
+    and the stopping rule (see :mod:`labeling.retrain`).
+    """
+    stats = {**(round_.stats or {}), **round_stats(session, round_)}
+    retrain = stats.pop("retrain", None)
+    stats.pop("components", None)
     return {
         "number": round_.number,
         "status": str(round_.status),
@@ -216,7 +245,8 @@ def round_summary(session: Session, round_: Round) -> dict[str, Any]:
         "models_after": round_.models_after,
         "started_at": round_.started_at.isoformat() if round_.started_at else None,
         "closed_at": round_.closed_at.isoformat() if round_.closed_at else None,
-        "stats": {**(round_.stats or {}), **round_stats(session, round_)},
+        "stats": stats,
+        "retrain": retrain,
     }
 
 

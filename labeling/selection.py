@@ -5,8 +5,15 @@ problem with the model outputs we know for it: probability vectors of its decisi
 relevance, operation class, …), the character spans of its attention-derived regions and of
 its operand matches, and whether its teacher-derived program failed execution validation.
 
-The batch is chosen greedily by priority, skipping near-duplicates of problems already in
-the batch (Jaccard similarity of number-blind word shingles), up to the budget.
+With trained specialists the decisions come from their own stored outputs (C2 op distributions
+per step, C6 answer type and answer step), plus disagreement among the search's candidate
+programs, execution failure of the model's program, "no program could be parsed" (its own
+reason, capped per batch so parser gaps do not fill it) and suspected label noise
+(:mod:`labeling.noise`: cleanlab on k-fold cross-fitted heads).
+
+The batch is chosen by priority-weighted greedy k-center on MiniLM sentence embeddings
+(:func:`select_kcenter`), skipping near-duplicates (cosine ≥ ``max_similarity``). The shingle
+functions (:func:`select_diverse`) remain for the text-only bench.
 """
 
 from __future__ import annotations
@@ -29,15 +36,21 @@ STRATEGIES: tuple[str, ...] = (
     "random",
 )
 DEFAULT_STRATEGY = "composite"
-COMPONENTS: tuple[str, ...] = ("least_confidence", "margin", "entropy", "disagreement", "execution")
+COMPONENTS: tuple[str, ...] = (
+    "least_confidence", "margin", "entropy", "disagreement", "execution", "no_program", "noise",
+)
 DEFAULT_WEIGHTS: dict[str, float] = {
     "entropy": 0.3,
     "margin": 0.2,
     "least_confidence": 0.1,
     "disagreement": 0.2,
     "execution": 0.2,
+    "no_program": 0.15,
+    "noise": 0.25,
 }
-DEFAULT_MAX_SIMILARITY = 0.6
+DEFAULT_MAX_SIMILARITY = 0.9  # cosine similarity of MiniLM embeddings: at or above = near-duplicate
+DEFAULT_DIVERSITY_WEIGHT = 0.25  # priority + weight × (cosine distance to the batch so far)
+DEFAULT_NO_PROGRAM_SHARE = 0.2  # at most this share of a batch selected only because no program parsed
 _EPS = 1e-12
 
 Span = tuple[int, int]
@@ -110,8 +123,12 @@ class Candidate:
     decisions: tuple[np.ndarray, ...] = ()  # one probability vector (k ≥ 2) per model decision
     regions: tuple[Span, ...] = ()  # attention-derived regions (clause / IAF / model)
     operands: tuple[Span, ...] = ()  # operand matches in the problem text
-    execution_failed: bool | None = None  # teacher-derived program failed validation; None = no program
+    execution_failed: bool | None = None  # the model's (or teacher's) program failed / was wrong; None = unknown
     execution_error: str | None = None
+    candidates_disagree: bool | None = None  # candidate programs of the search disagree (inference_results)
+    no_program: bool | None = None  # the model assembled no program at all (kept apart from "wrong")
+    noise: float | None = None  # suspected label noise (cleanlab on cross-fitted heads), 1 = flagged
+    noise_detail: str | None = None
 
 
 @dataclass(frozen=True)
@@ -142,10 +159,15 @@ def component_scores(candidate: Candidate) -> dict[str, float]:
         ("entropy", normalized_entropy),
     ):
         scores[name] = max((float(fn(row)[0]) for row in rows), default=float("nan"))
-    scores["disagreement"] = span_coverage_disagreement(candidate.regions, candidate.operands)
+    if candidate.candidates_disagree is not None:
+        scores["disagreement"] = 1.0 if candidate.candidates_disagree else 0.0
+    else:
+        scores["disagreement"] = span_coverage_disagreement(candidate.regions, candidate.operands)
     scores["execution"] = (
         float("nan") if candidate.execution_failed is None else (1.0 if candidate.execution_failed else 0.0)
     )
+    scores["no_program"] = float("nan") if candidate.no_program is None else (1.0 if candidate.no_program else 0.0)
+    scores["noise"] = float("nan") if candidate.noise is None else float(candidate.noise)
     return scores
 
 
@@ -168,9 +190,15 @@ def _describe(candidate: Candidate, components: dict[str, float], strategy: str,
         )
     else:
         parts.append("no model decisions")
-    if not math.isnan(components["disagreement"]):
+    if candidate.candidates_disagree:
+        parts.append("candidate programs disagree")
+    elif candidate.candidates_disagree is None and not math.isnan(components["disagreement"]):
         outside = round(components["disagreement"] * len(candidate.operands))
         parts.append(f"{outside}/{len(candidate.operands)} operands outside regions")
+    if candidate.no_program:
+        parts.append("no program could be parsed/assembled")
+    if candidate.noise:
+        parts.append(f"suspected label noise ({candidate.noise_detail or 'cleanlab'})")
     if candidate.execution_failed:
         parts.append(f"execution failed ({candidate.execution_error or 'wrong answer'})")
     elif candidate.execution_failed is False:
@@ -272,6 +300,54 @@ def select_diverse(
     return BatchChoice(chosen, skipped)
 
 
+def select_kcenter(
+    priorities: Sequence[float] | np.ndarray,
+    embeddings: np.ndarray,
+    budget: int,
+    max_similarity: float = DEFAULT_MAX_SIMILARITY,
+    diversity_weight: float = DEFAULT_DIVERSITY_WEIGHT,
+    tie_break: Sequence[int] | None = None,
+    capped: Sequence[bool] | None = None,
+    cap: int | None = None,
+) -> BatchChoice:
+    """Greedy k-center (coreset) on embeddings, weighted by priority.
+
+    ``embeddings`` (N, D) L2-normalised rows. The first pick is the highest priority; each next
+    pick maximises ``priority + diversity_weight × d``, where ``d`` is the cosine distance to the
+    nearest already chosen item (the k-center criterion). Items with cosine similarity ≥
+    ``max_similarity`` to a chosen one are near-duplicates and skipped. At most ``cap`` items with
+    ``capped`` True (e.g. "no program could be parsed") enter the batch.
+    """
+    if budget < 0:
+        raise ValueError(f"budget must be ≥ 0, got {budget}")
+    values = np.asarray(priorities, dtype=float)
+    n = values.shape[0]
+    vectors = np.asarray(embeddings, dtype=float).reshape(n, -1)
+    secondary = np.asarray(tie_break if tie_break is not None else np.arange(n), dtype=float)
+    flags = np.asarray(capped if capped is not None else np.zeros(n, dtype=bool), dtype=bool)
+    alive = np.ones(n, dtype=bool)
+    nearest = np.full(n, 1.0)  # distance to the chosen set (1.0 before any choice: neutral)
+    chosen: list[int] = []
+    skipped: dict[int, int] = {}
+    n_capped = 0
+    while len(chosen) < budget and alive.any():
+        score = np.where(alive, values + diversity_weight * nearest, -np.inf)
+        best = np.flatnonzero(score == score.max())
+        index = int(best[np.argmin(secondary[best])])
+        alive[index] = False
+        if cap is not None and flags[index] and n_capped >= cap:
+            continue
+        chosen.append(index)
+        n_capped += int(flags[index])
+        similarity = vectors @ vectors[index]
+        for dup in np.flatnonzero(alive & (similarity >= max_similarity)):
+            skipped[int(dup)] = index
+            alive[dup] = False
+        nearest = np.minimum(nearest, np.clip(1.0 - similarity, 0.0, 2.0)) if len(chosen) > 1 else np.clip(
+            1.0 - similarity, 0.0, 2.0)
+    return BatchChoice(chosen, skipped)
+
+
 def select_batch(
     candidates: Sequence[Candidate],
     budget: int,
@@ -279,15 +355,34 @@ def select_batch(
     weights: dict[str, float] | None = None,
     max_similarity: float = DEFAULT_MAX_SIMILARITY,
     seed: int = 0,
+    embeddings: np.ndarray | None = None,
+    diversity_weight: float = DEFAULT_DIVERSITY_WEIGHT,
+    no_program_share: float = DEFAULT_NO_PROGRAM_SHARE,
 ) -> list[Scored]:
-    """Score, then pick a diverse batch of at most ``budget``, most uncertain first."""
+    """Score, then pick a diverse batch of at most ``budget``, most uncertain first.
+
+    ``embeddings`` (N, D): MiniLM sentence embeddings of the candidates' texts (default: computed
+    with :func:`labeling.embeddings.embed_texts`). Problems whose only problem is that no program
+    could be parsed fill at most ``no_program_share`` of the batch.
+    """
     scored = score_candidates(candidates, strategy, weights, seed)
-    choice = select_diverse(
+    if embeddings is None:
+        from labeling.embeddings import embed_texts
+
+        embeddings = embed_texts([c.text for c in candidates])
+    only_no_program = [
+        bool(c.no_program) and not c.execution_failed and not c.candidates_disagree and not c.noise
+        for c in candidates
+    ]
+    choice = select_kcenter(
         [s.priority for s in scored],
-        [c.text for c in candidates],
+        embeddings,
         budget,
         max_similarity,
+        diversity_weight if strategy != "random" else 0.0,
         tie_break=[c.problem_id for c in candidates],
+        capped=only_no_program,
+        cap=max(1, int(no_program_share * budget)) if strategy != "random" else None,
     )
     return [scored[i] for i in choice.chosen]
 
