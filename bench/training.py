@@ -132,7 +132,8 @@ def main() -> None:
         m.specialist: {
             "version": m.version, "created": m.created,
             "heads": {name: {k: (round(v, 4) if isinstance(v, float) else v) for k, v in head.items()
-                             if k in ("accuracy", "macro_f1", "baseline", "ece_before", "ece_after", "temperature", "n")}
+                             if k in ("accuracy", "macro_f1", "baseline", "ece_before", "ece_after", "ece_after_crossfit",
+                                      "ece_floor", "temperature", "n")}
                       for name, head in m.metrics["heads"].items()},
             "best_epoch": m.metrics.get("best_epoch"), "train_examples": m.metrics.get("train_examples"),
             "dev_examples": m.metrics.get("dev_examples"),
