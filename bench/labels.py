@@ -9,7 +9,8 @@ instead (and kept): run it before the first ``mycelium labels build``.
 Prints one JSON line::
 
     {"problems": validated problems, "labels": rows created, "seconds": first build,
-     "rows_per_s", "problems_per_s", "stage_seconds": {load, parse, derive, write},
+     "rows_per_s", "cpu_seconds": CPU time of this process during the first build (the wall
+     time on an otherwise idle core; the machine is shared), "load_avg_1m", "problems_per_s", "stage_seconds": {load, parse, derive, write},
      "coverage": {task: labelled / validated problems}, "operands": {problem, step, constant},
      "operand_consistency": problem operands whose span parses to their value under their
      reading / all problem operands of validated programs, "second_build_created": n,
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -98,9 +100,11 @@ def _holds(mention_value, operand_value, reading: str) -> bool:  # noqa: ANN001
 def measure(url: str) -> dict:
     engine = create_engine(url)
     with Session(engine) as session:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         first = build_labels(session)
-        seconds = time.perf_counter() - start
+        seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+        load = os.getloadavg()[0]
+        print(f"first build: {seconds:.1f} s {json.dumps(first)}", file=sys.stderr)
         start = time.perf_counter()
         second = build_labels(session)
         second_seconds = time.perf_counter() - start
@@ -108,8 +112,9 @@ def measure(url: str) -> dict:
         coverage = {}
         for task in TASKS:
             labelled = session.execute(text(
-                "SELECT count(DISTINCT l.problem_id) FROM current_labels l JOIN programs pr ON pr.id = l.program_id "
-                "WHERE l.task::text = :task AND l.source = 'execution' AND pr.correct"), {"task": task}).scalar_one()
+                "SELECT count(DISTINCT l.problem_id) FROM labels l JOIN programs pr ON pr.id = l.program_id "
+                "WHERE l.task::text = :task AND l.source = 'execution' AND pr.correct AND NOT l.is_withdrawal "
+                "AND NOT EXISTS (SELECT 1 FROM labels s WHERE s.supersedes_id = l.id)"), {"task": task}).scalar_one()
             coverage[task] = round(labelled / validated, 4) if validated else None
         good, total = operand_consistency(session)
     engine.dispose()
@@ -119,6 +124,8 @@ def measure(url: str) -> dict:
         "labels": created,
         "seconds": round(seconds, 3),
         "rows_per_s": round(created / seconds, 1),
+        "cpu_seconds": round(cpu_seconds, 3),
+        "load_avg_1m": round(load, 2),
         "problems_per_s": round(validated / seconds, 1),
         "stage_seconds": first["seconds"],
         "coverage": coverage,

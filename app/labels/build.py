@@ -106,7 +106,7 @@ def _already_labelled(session: Session, candidates: list[LabelCandidate]) -> set
     done: set[int] = set()
     ids = sorted(wanted)
     for offset in range(0, len(ids), 5000):
-        live = _live_labels(session, ids[offset:offset + 5000])
+        live = _live_labels(session, ids[offset:offset + 5000], with_payload=False)
         for problem_id in ids[offset:offset + 5000]:
             if all(any(row.source == LabelSource.HUMAN
                        or (row.source == LabelSource.EXECUTION
@@ -131,12 +131,13 @@ def _trace_regions(session: Session, trace_ids: set[int]) -> dict[int, list[tupl
     return regions
 
 
-def _live_labels(session: Session, problem_ids: list[int]) -> dict[tuple[int, str], list[Any]]:
+def _live_labels(session: Session, problem_ids: list[int],
+                 with_payload: bool = True) -> dict[tuple[int, str], list[Any]]:
     """Live labels of the problems, newest first, per (problem id, task value)."""
     superseding = aliased(Label)
+    columns = [Label.id, Label.problem_id, Label.task, Label.source, Label.program_id, Label.trace_id]
     rows = session.execute(
-        select(Label.id, Label.problem_id, Label.task, Label.source, Label.payload, Label.program_id,
-               Label.trace_id)
+        select(*columns, *([Label.payload] if with_payload else []))
         .where(Label.problem_id.in_(problem_ids), Label.is_withdrawal.is_(False),
                ~exists().where(superseding.supersedes_id == Label.id))
         .order_by(Label.id.desc())

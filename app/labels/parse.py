@@ -32,6 +32,8 @@ def clause_tables(
 
     ``n_process`` > 1 uses spaCy's multiprocessing (only worth it on idle cores).
     """
+    if not texts:
+        return []
     nlp = load_spacy(config.spacy_models)
     maths = [tuple(latex_spans(text)) if config.latex_atomic else () for text in texts]
     masked = (mask_latex(text, math) if math else text for text, math in zip(texts, maths, strict=True))
