@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from app.db.views import VIEWS_0002
+from app.db.views import CURRENT_LABELS, VIEWS_0002
 
 revision = "0002"
 down_revision = "0001"
@@ -38,6 +38,8 @@ def upgrade() -> None:
     op.add_column("labels", sa.Column("program_id", sa.Integer(), nullable=True))
     op.create_foreign_key(op.f("fk_labels_program_id_programs"), "labels", "programs",
                           ["program_id"], ["id"], ondelete="SET NULL")
+    # current_labels is `SELECT l.*`: re-create it so that it shows the new column.
+    op.execute(CURRENT_LABELS.replace("CREATE VIEW", "CREATE OR REPLACE VIEW"))
 
     op.add_column("models", sa.Column("artifact_sha256", sa.String(length=64), nullable=True))
     op.add_column("models", sa.Column("snapshot_id", sa.Integer(), nullable=True))
@@ -97,6 +99,8 @@ def downgrade() -> None:
     op.drop_constraint(op.f("fk_models_snapshot_id_label_snapshots"), "models", type_="foreignkey")
     for column in ("config_hash", "training_config", "snapshot_hash", "snapshot_id", "artifact_sha256"):
         op.drop_column("models", column)
+    op.execute("DROP VIEW current_labels")
     op.drop_constraint(op.f("fk_labels_program_id_programs"), "labels", type_="foreignkey")
     op.drop_column("labels", "program_id")
+    op.execute(CURRENT_LABELS)
     op.drop_table("label_snapshots")
