@@ -561,10 +561,13 @@ def demo(
 
 
 def demo_review_round() -> None:
-    """Open an active-learning round (selection only) and push it when Label Studio is configured."""
+    """Train small specialists, open a round selected from their outputs, push it when Label
+    Studio is configured (labeling/demo.py)."""
     from labeling.cli import review_push, round_start
+    from labeling.demo import train_demo_specialists
 
-    round_start(budget=5, strategy="composite", split=["train"], max_similarity=0.6, seed=0, as_json=False)
+    train_demo_specialists(device=get_settings().teacher_device or "cpu")
+    round_start(budget=5, strategy="composite", split=["train"], max_similarity=0.9, seed=0, as_json=False)
     if get_settings().label_studio_api_key:
         review_push(number=None, project="Mycelium review", webhook_url=None, as_json=False)
     else:

@@ -192,13 +192,43 @@ def screenshot_task(
     return {"screenshot": str(out), "highlighted_regions": seen.get("regions", 0), "title": seen.get("title")}
 
 
+def demo_task() -> dict[str, Any]:
+    """A GSM8K task as ``review push`` builds it from specialists' outputs (values as a C2v1 model
+    might give them: step 1's op is the uncertain decision), through ``labeling.task_payload``."""
+    from labeling.task_payload import RegionPrediction, ReviewDraft, SelectionInfo, StepDraft, build_task
+
+    def span(phrase: str) -> tuple[int, int]:
+        start_ = DEMO_TEXT.index(phrase)
+        return start_, start_ + len(phrase)
+
+    m48 = {"kind": "problem", "start": 22, "end": 24, "value": "48", "reading": "literal"}
+    half = span("half")
+    draft = ReviewDraft(
+        source="model",
+        program_text="48 / 2 = 24\n48 + 24 = 72",
+        steps=(
+            StepDraft(1, "DIV", span("she sold half as many clips in May"), 0.58, (("DIV", 0.58), ("MUL", 0.34)),
+                      (m48, {"kind": "problem", "start": half[0], "end": half[1], "value": "2",
+                             "reading": "reciprocal"}), (0.93, 0.61)),
+            StepDraft(2, "ADD", span("How many clips did Natalia sell altogether in April and May?"), 0.91,
+                      (("ADD", 0.91), ("MUL", 0.05)), (m48, {"kind": "step", "ref": 1}), (0.88, 0.95)),
+        ),
+        regions=(RegionPrediction(*span("Natalia sold clips to 48 of her friends in April"), 0.83),),
+        answer_type="integer", answer_type_p=0.97, answer="72", program_status="executes",
+        model_version="C1v1.C2v1.C3v1.C4v1.C5v1.C6v1",
+        notes=("Candidate programs disagree: answers 72, 96",),
+    )
+    selection = SelectionInfo(0.71, "composite=0.710; entropy=0.74 margin=0.76 lc=0.62 over 3 decisions; "
+                              "candidate programs disagree", {"entropy": 0.74, "margin": 0.76, "disagreement": 1.0})
+    return build_task(problem_id=1, round_number=1, text=DEMO_TEXT, model_version="r1-9f2c1ab0",
+                      task_score=0.29, draft=draft, selection=selection, dataset="gsm8k")
+
+
 def demo(out: Path) -> dict[str, Any]:
     """Start Label Studio, push one pre-annotated task, screenshot it."""
     from labeling import client as ls
     from labeling.config_xml import label_config
     from labeling.server import free_port, start
-    from labeling.task_payload import RegionPrediction, build_task
-
     token = secrets.token_hex(20)
     password = secrets.token_urlsafe(12)
     with tempfile.TemporaryDirectory(prefix="mycelium-ls-demo-") as tmp:
@@ -206,24 +236,7 @@ def demo(out: Path) -> dict[str, Any]:
             sdk = ls.connect(server.url, token)
             project = ls.ensure_project(sdk, "Mycelium review (screenshot)", label_config(), "r1-attention")
 
-            def region(phrase: str, score: float, label: str) -> RegionPrediction:
-                start_ = DEMO_TEXT.index(phrase)
-                return RegionPrediction(start_, start_ + len(phrase), score, label)
-
-            task = build_task(
-                problem_id=1,
-                round_number=1,
-                text=DEMO_TEXT,
-                regions=[
-                    region("sold clips to 48 of her friends", 0.81, "REGION"),
-                    region("she sold half as many clips in May", 0.52, "DIV"),
-                    region("altogether in April and May", 0.64, "ADD"),
-                ],
-                model_version="r1-attention",
-                task_score=0.12,
-                answer_type="integer",
-                reason="composite=0.880; demo",
-            )
+            task = demo_task()
             [task_id] = ls.import_tasks(sdk, project.id, [task])
             return screenshot_task(server.url, server.username, password, project.id, task_id, out)
 
