@@ -136,6 +136,7 @@ def round_start(
     split: Annotated[list[str], typer.Option("--split", help="Pool split(s); repeatable.")] = ["train"],  # noqa: B006
     max_similarity: Annotated[float, typer.Option(help="Near-duplicate threshold (MiniLM cosine similarity).")] = 0.9,
     seed: Annotated[int, typer.Option(help="Seed of the random strategy.")] = 0,
+    infer: Annotated[bool, typer.Option("--infer/--no-infer", help="Run the newest specialists on the pool first.")] = True,
     as_json: JsonOption = False,
 ) -> None:
     """Open a round and record its selection (returns the open round if one is open)."""
@@ -145,6 +146,14 @@ def round_start(
 
     _ensure_schema()
     try:
+        if infer:
+            from labeling.candidates import pool_problem_ids
+            from labeling.demo import infer_pool
+            from labeling.rounds import open_round
+
+            with session_scope() as session:
+                if open_round(session) is None:
+                    infer_pool(session, pool_problem_ids(session, [Split(s) for s in split]))
         with session_scope() as session:
             started = start_round(
                 session,
@@ -182,7 +191,10 @@ def round_status(number: RoundOption = None, as_json: JsonOption = False) -> Non
 def round_close(
     number: RoundOption = None,
     force: Annotated[bool, typer.Option("--force", help="Close even with tasks not yet reviewed.")] = False,
-    retrain: Annotated[bool, typer.Option("--retrain/--no-retrain", help="Snapshot labels and retrain.")] = True,
+    retrain: Annotated[
+        bool | None,
+        typer.Option("--retrain/--no-retrain", help="Snapshot labels and retrain (default: when specialists exist)."),
+    ] = None,
     inline: Annotated[bool, typer.Option("--inline", help="Train, evaluate, attribute here (no workers).")] = False,
     backbone: Annotated[str | None, typer.Option(help="Encoder directory (default: MiniLM).")] = None,
     epochs: Annotated[int | None, typer.Option(help="Training epochs per specialist.")] = None,
@@ -215,6 +227,11 @@ def round_close(
                         "or close anyway with `mycelium round close --force`",
                         2,
                     )
+            if retrain is None:
+                from app.db.models import SpecialistModel
+                from sqlalchemy import select
+
+                retrain = session.scalar(select(SpecialistModel.id).limit(1)) is not None
             if not retrain:
                 summary = round_summary(session, close_round(session, number))
         if retrain:

@@ -54,3 +54,18 @@ def train_demo_specialists(device: str = "cpu", backbone: str | None = None) -> 
         solved = run_inference(session, specialists, pool, commit=True)
         log.info("specialists %s ran on %d train problems (the selection pool)", specialists.model_version, solved)
         return specialists.model_version
+
+
+def infer_pool(session: Any, problem_ids: list[int]) -> str | None:
+    """Run the newest specialists on the selection pool (problems already solved by that version
+    are skipped); returns the model version, or None when no specialists are trained yet."""
+    from app.db.models import SpecialistModel
+    from app.inference.store import run_inference
+    from training.specialists import load_specialists
+
+    if session.scalar(select(SpecialistModel.id).limit(1)) is None:
+        return None
+    specialists = load_specialists(session)
+    solved = run_inference(session, specialists, problem_ids, commit=True)
+    log.info("specialists %s solved %d pool problems (others were stored)", specialists.model_version, solved)
+    return specialists.model_version
