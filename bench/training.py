@@ -81,7 +81,7 @@ def main() -> None:
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
     parser.add_argument("--database-url", default=DEFAULT_URL)
     parser.add_argument("--home", default="/work/bench_home")
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=6, help="Max epochs per specialist (early stopping on dev).")
     parser.add_argument("--backbone", default=None)
     parser.add_argument("--setup-only", action="store_true")
     args = parser.parse_args()

@@ -51,12 +51,15 @@ class ExtractorHead(nn.Module):
         self.scale = d ** -0.5
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, mention_mask: torch.Tensor,
-                slot: torch.Tensor, op: torch.Tensor) -> torch.Tensor:
-        b = states.shape[0]
-        memory = self.project(states)  # (B, T, d)
+                slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+        """``states`` (U, T, H), ``mask`` (U, T), ``mentions`` (U, M, T), ``mention_mask`` (U, M) of U
+        distinct problems; ``rows`` (B,) maps each request to its problem; ``slot``, ``op`` (B,)."""
+        b = slot.shape[0]
+        memory = self.project(states)  # (U, T, d): once per problem, shared by its requests
         queries = (self.slot_emb(slot) + self.op_emb(op))[:, None, :] + self.position_emb.weight[None]  # (B, P, d)
-        q = self.query_out(self.decoder(queries, memory, mask))  # (B, P, d)
-        pooled = self.mention_key(mentions @ memory)  # (B, M, d)
+        q = self.query_out(self.decoder(queries, memory[rows], mask[rows]))  # (B, P, d)
+        pooled = self.mention_key(mentions @ memory)[rows]  # (B, M, d)
+        mention_mask = mention_mask[rows]
         mention_keys = (pooled[:, :, None, :] + self.reading_emb.weight[None, None]).flatten(1, 2)  # (B, 3M, d)
         j = torch.arange(MAX_STEPS)
         distance = (slot[:, None] - j[None, :]).clamp(0, MAX_STEPS)  # (B, K)
@@ -127,18 +130,21 @@ class C3Task(Task):
         return ExtractorHead(cfg, len(maps["ops"]), len(maps["constants"]))
 
     def collate(self, corpus: Corpus, examples: Sequence[C3Example], maps) -> dict[str, torch.Tensor]:
-        states, mask = corpus.states([e.index for e in examples])
-        encs = [corpus.encoded[e.index] for e in examples]
-        ments = [corpus.mentions[e.index] for e in examples]
+        problems = sorted({e.index for e in examples})
+        position = {p: u for u, p in enumerate(problems)}
+        states, mask = corpus.states(problems)  # (U, T, H): each problem once
+        encs = [corpus.encoded[p] for p in problems]
+        ments = [corpus.mentions[p] for p in problems]
         mentions, mention_mask = mention_tensors([(x.starts, x.ends) for x in encs], ments, states.shape[1])
         m, v = mentions.shape[1], len(maps["constants"])
         targets = torch.tensor([[target_column(t, m, v) for t in e.targets] for e in examples], dtype=torch.long)
         return {"states": states, "mask": mask, "mentions": mentions, "mention_mask": mention_mask,
                 "slot": torch.tensor([e.slot for e in examples]), "op": torch.tensor([e.op for e in examples]),
-                "targets": targets}
+                "rows": torch.tensor([position[e.index] for e in examples]), "targets": targets}
 
     def _logits(self, head, batch) -> torch.Tensor:
-        return head(batch["states"], batch["mask"], batch["mentions"], batch["mention_mask"], batch["slot"], batch["op"])
+        return head(batch["states"], batch["mask"], batch["mentions"], batch["mention_mask"], batch["slot"],
+                    batch["op"], batch["rows"])
 
     def codes(self, examples, corpus, maps) -> dict[str, np.ndarray]:
         v = len(maps["constants"])
@@ -184,8 +190,8 @@ def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch
     if n == 0:
         return []
     ment, ment_mask = mention_tensors([(starts, ends)], [mentions], states.shape[1])
-    logits = head(states.expand(n, -1, -1), mask.expand(n, -1), ment.expand(n, -1, -1), ment_mask.expand(n, -1),
-                  torch.tensor([r[0] for r in requests]), torch.tensor([r[1] for r in requests]))
+    logits = head(states, mask, ment, ment_mask, torch.tensor([r[0] for r in requests]),
+                  torch.tensor([r[1] for r in requests]), torch.zeros(n, dtype=torch.long))
     probs = torch.softmax(logits / temperature, dim=-1).numpy()  # (n, P, C)
     valid = (logits > MASKED / 2).numpy()
     out = []
