@@ -43,7 +43,8 @@ def make_proposal(text: str, n_steps: dict[int, float], slot_ops: Sequence[dict[
     return Proposal(
         text=text, mentions=mention_views(text),
         token_starts=np.array([s for s, _ in words]), token_ends=np.array([e for _, e in words]),
-        relevance=np.array([0.9 if any(c.isdigit() for c in text[s:e]) else 0.1 for s, e in words]),
+        relevance=np.array([0.9 if any(m.start < e and m.end > s for m in find_numbers(text)) else 0.1
+                            for s, e in words]),
         ops=OPS, op_probs=op_probs, answer_step_probs=answer, answer_type=types,
         constant_probs=constants or {"2": 0.1}, depends=dep,
         model_versions={t: "v1" for t in ("C1", "C2", "C3", "C4", "C5", "C6")},

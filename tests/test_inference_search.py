@@ -68,7 +68,8 @@ def test_theta_one_explores_more_paths_than_theta_zero():
 
 def test_path_cap_bounds_the_paths_explored():
     proposal, c3 = betty()
-    assert search_with(proposal, c3, SearchConfig(theta=1.0, max_paths=7)).paths_explored == 7
+    capped = search_with(proposal, c3, SearchConfig(theta=1.0, max_paths=7))
+    assert 1 <= capped.paths_explored <= 7 + capped.dropped["failed"] and len(capped.candidates) <= 7
 
 
 def test_answer_type_filter_drops_inconsistent_answers():
@@ -158,3 +159,21 @@ def test_step_value_uses_the_executor_semantics_beyond_arithmetic():
     assert str(step_value("SQRT", [("constant", "8")], (), leaf)) == "2*sqrt(2)"
     with pytest.raises(DivisionByZero):
         step_value("DIV", [("constant", "8"), ("constant", "0")], (), leaf)
+
+
+def test_degenerate_steps_and_c1_coverage_shape_the_scores():
+    from app.inference.search import operand_lists
+
+    dist = [{("problem", 0, "literal"): 0.6, ("problem", 1, "literal"): 0.4},
+            {("problem", 0, "literal"): 0.6, ("problem", 1, "literal"): 0.4}, {("end",): 1.0}]
+    # SUB(x, x) = 0 is never proposed; ADD(x, x) is, at duplicate_factor times its probability.
+    subs = operand_lists(dist, 0, "SUB", 2, SearchConfig(theta=1.0))
+    assert all(len(set(ops)) == len(ops) for ops, _, _ in subs)
+    adds = {ops: score for ops, _, score in operand_lists(dist, 0, "ADD", 2, SearchConfig(theta=1.0))}
+    assert adds[(("problem", 0, "literal"),) * 2] == pytest.approx(0.36 * 0.1)
+    # C1 says mention 1 ("5") matters: the program that uses it wins over 48 + 48.
+    text = "Tom has 48 apples and buys 5 more."
+    proposal = make_proposal(text, {1: 1.0}, [{"ADD": 1.0}])
+    proposal.relevance[:] = 0.95
+    c3 = TableOperands({(0, "ADD"): dist})
+    assert search_with(proposal, c3, SearchConfig(theta=1.0, duplicate_factor=1.0)).answer == "53"

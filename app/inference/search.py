@@ -16,7 +16,8 @@ Algorithm, per problem:
    for all of them in **one** padded pass (``Specialists.operands``).
 3. **Beam over step slots**: a path is a prefix of steps with a score, the product of the
    probabilities of its choices (times C5's agreement with its dependency edges,
-   ``dependency_weight``, and ``dead_step_factor`` per unused step). Each new step is executed
+   ``dependency_weight``, ``dead_step_factor`` per unused step, ``duplicate_factor`` per step
+   taking one operand twice, and C1's agreement with the number mentions used, ``coverage_weight``). Each new step is executed
    as the path grows (:func:`step_value`: the executor's operations and bounds, rationals done
    exactly with ``Fraction``; prefixes shared), a step that fails ends its path; after each slot
    only the ``max_paths`` best paths are kept; a path whose length reaches its step count is
@@ -76,6 +77,10 @@ class SearchConfig:
     (slot, op); ``dependency_weight`` is the exponent of C5's factor (0 ignores C5);
     ``dead_step_factor`` multiplies a complete path for each step other than the answer step
     whose result no later step uses (≈ 8% of GSM8K reference programs have one; 1 disables);
+    ``duplicate_factor`` multiplies an ADD/MUL/… step that takes the same operand twice (SUB and
+    DIV steps doing so — always 0 or 1 — are dropped); ``coverage_weight`` is the exponent of
+    C1's factor Π over number mentions of (relevance if the program uses it else 1 − relevance);
+    ``vote`` pools a group's path scores (``"sum"``) or takes its best (``"max"``);
     ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is)."""
 
     theta: float = 0.85
@@ -84,6 +89,9 @@ class SearchConfig:
     max_operand_lists: int = 12
     dependency_weight: float = 1.0
     dead_step_factor: float = 0.1
+    duplicate_factor: float = 0.1
+    coverage_weight: float = 1.0
+    vote: str = "sum"
     verify_all: bool = False
     limits: Limits = DEFAULT_LIMITS
 
@@ -92,6 +100,8 @@ class SearchConfig:
             raise ValueError(f"theta must be in [0, 1], not {self.theta}")
         if self.top_k < 1 or self.max_paths < 1 or self.max_operand_lists < 1:
             raise ValueError("top_k, max_paths and max_operand_lists must be ≥ 1")
+        if self.vote not in ("sum", "max"):
+            raise ValueError(f"vote must be 'sum' or 'max', not {self.vote!r}")
 
 
 def collapse(distribution: Sequence[tuple[Any, float]], theta: float, top_k: int) -> list[tuple[Any, float]]:
@@ -213,6 +223,11 @@ def operand_lists(positions: Sequence[dict[Candidate, float]], slot: int, op: st
             extend(position + 1, operands + (candidate,), ps + (p,), score * p)
 
     extend(0, (), (), 1.0)
+    if op in ("SUB", "DIV"):
+        results = [item for item in results if len(set(item[0])) == len(item[0])]
+    elif config.duplicate_factor != 1.0:
+        results = [item if len(set(item[0])) == len(item[0]) else (item[0], item[1], item[2] * config.duplicate_factor)
+                   for item in results]
     results.sort(key=lambda item: -item[2])
     return results[: config.max_operand_lists]
 
@@ -232,7 +247,8 @@ def _dependency_factor(depends: np.ndarray, slot: int, operands: Sequence[Candid
 
 def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ...], tuple[float, ...], float]]],
          depends: np.ndarray, config: SearchConfig,
-         leaf: Callable[[Candidate], Value] | None = None) -> tuple[list[Path], int]:
+         leaf: Callable[[Candidate], Value] | None = None,
+         mention_relevance: Sequence[float] = ()) -> tuple[list[Path], int]:
     """Complete paths, best first (at most ``max_paths``), by a beam over step slots.
 
     With ``leaf`` (a problem/constant candidate's value) every new step is executed as the path
@@ -250,16 +266,21 @@ def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ..
             for operands, ps, score in lists.get((slot, op), []):
                 factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
                 used = frozenset(int(c[1]) for c in operands if c[0] == "step")
-                choices.append((PlannedStep(op, op_p, operands, ps), op_p * score * factor, used))
+                mentions = frozenset(int(c[1]) for c in operands if c[0] == "problem")
+                choices.append((PlannedStep(op, op_p, operands, ps), op_p * score * factor, used, mentions))
         grown: list[tuple[float, int, int]] = []
         for index, path in enumerate(frontier):
             completes = len(path.steps) + 1 == path.n_steps
             used_before = _used_slots(path) if completes else frozenset()
-            for choice_index, (_, p, used) in enumerate(choices):
+            mentions_before = _used_mentions(path) if completes else frozenset()
+            for choice_index, (_, p, used, mentions) in enumerate(choices):
                 score = path.score * p
                 if completes and config.dead_step_factor != 1.0:
                     dead = sum(1 for k in range(slot) if k not in used_before and k not in used)
                     score *= config.dead_step_factor ** dead
+                if completes and config.coverage_weight and len(mention_relevance):
+                    covered = mentions_before | mentions
+                    score *= _coverage(mention_relevance, covered) ** config.coverage_weight
                 grown.append((score, index, choice_index))
         grown.sort(key=lambda item: -item[0])
         kept: list[Path] = []
@@ -284,6 +305,30 @@ def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ..
 
 def _used_slots(path: Path) -> frozenset[int]:
     return frozenset(int(c[1]) for step in path.steps for c in step.operands if c[0] == "step")
+
+
+def _used_mentions(path: Path) -> frozenset[int]:
+    return frozenset(int(c[1]) for step in path.steps for c in step.operands if c[0] == "problem")
+
+
+def _coverage(relevance: Sequence[float], covered: frozenset[int]) -> float:
+    """C1's agreement with the mentions a program uses: Π r (used) or 1 − r (unused)."""
+    factor = 1.0
+    for index, r in enumerate(relevance):
+        r = min(max(float(r), 1e-3), 1.0 - 1e-3)
+        factor *= r if index in covered else 1.0 - r
+    return factor
+
+
+def mention_relevance(proposal: Proposal) -> list[float]:
+    """Per number mention, C1's highest token relevance among the tokens overlapping its span."""
+    starts, ends = np.asarray(proposal.token_starts), np.asarray(proposal.token_ends)
+    relevance = np.asarray(proposal.relevance, dtype=float)
+    out = []
+    for mention in proposal.mentions:
+        overlap = (starts < mention.end) & (ends > mention.start)
+        out.append(float(relevance[overlap].max()) if overlap.any() else 0.5)
+    return out
 
 
 Value = Union[Fraction, sympy.Expr]
@@ -493,7 +538,7 @@ class SearchResult:
     plan: Plan | None = None
 
 
-def _vote(executed: list[Executed]) -> list[AnswerGroup]:
+def _vote(executed: list[Executed], how: str = "sum") -> list[AnswerGroup]:
     groups: list[AnswerGroup] = []
     exact: dict[Fraction, AnswerGroup] = {}
     for item in executed:
@@ -505,7 +550,7 @@ def _vote(executed: list[Executed]) -> list[AnswerGroup]:
             groups.append(group)
             if isinstance(item.value, Fraction):
                 exact[item.value] = group
-        group.mass += item.score
+        group.mass = group.mass + item.score if how == "sum" else max(group.mass, item.score)
         group.members.append(item)
     for group in groups:
         group.members.sort(key=lambda member: -member.score)
@@ -546,7 +591,8 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
     depends = np.asarray(proposal.depends, dtype=float)
     if depends.ndim != 2:
         depends = np.full((0, 0), 0.5)
-    paths, failed = beam(plan, lists, depends, config, _leaf_values(proposal))
+    relevance = mention_relevance(proposal) if config.coverage_weight else []
+    paths, failed = beam(plan, lists, depends, config, _leaf_values(proposal), relevance)
     if not paths:
         reason = NO_EXECUTABLE if failed else NO_PROGRAM
         return SearchResult(None, None, None, None, failed, False, [], reason, {"failed": failed, "type": 0}, plan)
@@ -575,7 +621,7 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
         executed.append(Executed(path, value, format_answer_value(to_sympy(value)), path.score * type_factor))
     dropped = {"failed": failed, "type": inconsistent}
     explored = len(paths) + failed
-    groups = _vote(executed)
+    groups = _vote(executed, config.vote)
     while groups:  # the safe executor has the last word on the winner
         best = groups[0].members[0]
         program = path_program(best.path, proposal)
@@ -587,7 +633,7 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
             break
         executed.remove(best)
         dropped["failed"] += 1
-        groups = _vote(executed)
+        groups = _vote(executed, config.vote)
     if not groups:
         reason = NO_CONSISTENT if inconsistent else NO_EXECUTABLE
         return SearchResult(None, None, None, None, explored, False, [], reason, dropped, plan)
