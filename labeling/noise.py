@@ -72,7 +72,9 @@ def find_noise(embeddings: np.ndarray, targets: Mapping[str, Sequence[str | None
         code = {c: k for k, c in enumerate(classes)}
         y = np.array([code[raw[i]] for i in index])
         probs = cross_fitted_probabilities(embeddings[index], y, len(classes), folds, seed)
-        issues = find_label_issues(labels=y, pred_probs=probs, filter_by="prune_by_noise_rate")
+        # n_jobs=1: cleanlab's default forks a multiprocessing pool, which deadlocks in a process
+        # that already runs torch / webhook threads (seen: a round start hung in Pool.terminate).
+        issues = find_label_issues(labels=y, pred_probs=probs, filter_by="prune_by_noise_rate", n_jobs=1)
         for j in np.flatnonzero(issues):
             flagged[task][index[j]] = float(probs[j, y[j]])
     return NoiseFlags(flagged)
