@@ -90,7 +90,7 @@ class MyceliumGroup(typer.core.TyperGroup):
             raise
         except Exception as exc:
             if _debug_requested(ctx):
-                os.environ["MYCELIUM_DEBUG"] = "1"  # main() must not swallow it either
+                exc._mycelium_debug = True  # type: ignore[attr-defined]  # main() must not swallow it either
                 raise
             described = describe(exc)
             if described is None:
@@ -102,7 +102,7 @@ class MyceliumGroup(typer.core.TyperGroup):
 
 def report_unexpected(exc: BaseException) -> int:
     """``main()``'s handler for an exception no command turned into a user error; returns the exit code."""
-    if debug_enabled() or "--debug" in sys.argv[1:]:
+    if debug_enabled() or "--debug" in sys.argv[1:] or getattr(exc, "_mycelium_debug", False):
         raise exc
     described = describe(exc)
     if described is not None:
