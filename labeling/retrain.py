@@ -95,16 +95,6 @@ def stopping_rule(gains: list[float | None], min_gain: float, patience: int) -> 
 # --------------------------------------------------------------------------- DB reads
 
 
-def current_models(session: Session) -> dict[str, str]:
-    """The newest version of each trained specialist (empty before any training)."""
-    rows = session.execute(
-        select(SpecialistModel.specialist, SpecialistModel.version).order_by(
-            SpecialistModel.specialist, SpecialistModel.created_at, SpecialistModel.id
-        )
-    ).all()
-    return {str(specialist): version for specialist, version in rows}
-
-
 def models_on_snapshot(session: Session, snapshot_hash: str) -> dict[str, str]:
     """The newest version of each specialist trained on the snapshot with ``snapshot_hash``."""
     rows = session.execute(
