@@ -38,6 +38,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
+from functools import lru_cache
 from typing import Any, Union
 
 import numpy as np
@@ -183,12 +184,17 @@ def _valid_candidate(candidate: Candidate, slot: int, n_mentions: int) -> bool:
     if kind == "step":
         return 0 <= int(candidate[1]) < slot
     if kind == "constant":
-        try:
-            parse_literal(str(candidate[1]))
-        except ExecutionError:
-            return False
-        return True
+        return _valid_literal(str(candidate[1]))
     return kind == "end"
+
+
+@lru_cache(maxsize=4096)
+def _valid_literal(text: str) -> bool:
+    try:
+        parse_literal(text)
+    except ExecutionError:
+        return False
+    return True
 
 
 def operand_lists(positions: Sequence[dict[Candidate, float]], slot: int, op: str, n_mentions: int,
@@ -203,8 +209,12 @@ def operand_lists(positions: Sequence[dict[Candidate, float]], slot: int, op: st
     low, high = OP_ARITY[op]
     kept: list[list[tuple[Candidate, float]]] = []
     for distribution in positions[:MAX_OPERANDS]:
-        valid = [(tuple(c), float(p)) for c, p in distribution.items()
-                 if _valid_candidate(tuple(c), slot, n_mentions)]
+        valid: list[tuple[Candidate, float]] = []  # the top_k valid candidates, best first
+        for candidate, p in sorted(distribution.items(), key=lambda item: -item[1]):
+            if _valid_candidate(tuple(candidate), slot, n_mentions):
+                valid.append((tuple(candidate), float(p)))
+                if len(valid) >= config.top_k:
+                    break
         kept.append(collapse(valid, config.theta, config.top_k))
     results: list[tuple[tuple[Candidate, ...], tuple[float, ...], float]] = []
 
@@ -258,6 +268,7 @@ def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ..
     frontier = [Path(n, p, (), p) for n, p in plan.step_counts if n >= 1]
     finished: list[Path] = []
     failed = 0
+    coverage: dict[frozenset[int], float] = {}
     slot = 0
     while frontier:
         # Per (op, operand list) of this slot: its probability, C5 factor and the slots it uses.
@@ -271,16 +282,19 @@ def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ..
         grown: list[tuple[float, int, int]] = []
         for index, path in enumerate(frontier):
             completes = len(path.steps) + 1 == path.n_steps
-            used_before = _used_slots(path) if completes else frozenset()
+            unused_before = frozenset(range(slot)) - _used_slots(path) if completes else frozenset()
             mentions_before = _used_mentions(path) if completes else frozenset()
             for choice_index, (_, p, used, mentions) in enumerate(choices):
                 score = path.score * p
-                if completes and config.dead_step_factor != 1.0:
-                    dead = sum(1 for k in range(slot) if k not in used_before and k not in used)
-                    score *= config.dead_step_factor ** dead
+                if completes and unused_before and config.dead_step_factor != 1.0:
+                    dead = len(unused_before - used)
+                    if dead:
+                        score *= config.dead_step_factor ** dead
                 if completes and config.coverage_weight and len(mention_relevance):
                     covered = mentions_before | mentions
-                    score *= _coverage(mention_relevance, covered) ** config.coverage_weight
+                    if covered not in coverage:
+                        coverage[covered] = _coverage(mention_relevance, covered) ** config.coverage_weight
+                    score *= coverage[covered]
                 grown.append((score, index, choice_index))
         grown.sort(key=lambda item: -item[0])
         kept: list[Path] = []
