@@ -89,3 +89,15 @@ def db_session(database_url: str) -> Iterator[Session]:
         tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
         with get_engine().begin() as conn:
             conn.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@pytest.fixture()
+def trained(db_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Six tiny specialists trained on the labelled fixtures, loaded (MYCELIUM_HOME in tmp_path)."""
+    from app.config import get_settings
+    from tests.training_helpers import train_tiny_specialists
+
+    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
+    get_settings.cache_clear()
+    yield train_tiny_specialists(db_session, tmp_path / "tiny")
+    get_settings.cache_clear()

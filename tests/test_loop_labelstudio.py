@@ -24,17 +24,6 @@ from tests.labelstudio_fixtures import label_studio, ls_client  # noqa: F401
 pytestmark = pytest.mark.labelstudio
 
 
-@pytest.fixture()
-def trained(db_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from app.config import get_settings
-    from tests.training_helpers import train_tiny_specialists
-
-    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield train_tiny_specialists(db_session, tmp_path / "tiny")
-    get_settings.cache_clear()
-
-
 def test_loop_push_correct_import_close_retrain(db_session, trained, ls_client: LabelStudio,  # noqa: F811
                                                 tmp_path: Path) -> None:
     from app.inference.store import run_inference

@@ -7,7 +7,6 @@ from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from sqlalchemy import select
 
 from app.db.models import Job, Problem, Program, ProgramSource, ReviewStatus, ReviewTask, Split
@@ -19,17 +18,6 @@ from labeling.retrain import RetrainConfig, close_and_retrain, stopping_rule
 from labeling.rounds import start_round
 
 V1 = {s: "v1" for s in ("C1", "C2", "C3", "C4", "C5", "C6")}
-
-
-@pytest.fixture()
-def trained(db_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from app.config import get_settings
-    from tests.training_helpers import train_tiny_specialists
-
-    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield train_tiny_specialists(db_session, tmp_path / "tiny")
-    get_settings.cache_clear()
 
 
 def test_stopping_rule_needs_two_rounds_below_the_threshold() -> None:
