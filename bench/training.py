@@ -51,7 +51,7 @@ def ensure_database(url: str) -> None:
 
 def set_up(url: str, path: Path) -> dict:
     """Ingest, validate, label and snapshot (each step a no-op when already done)."""
-    from app.db.models import Problem, Program, ProgramSource
+    from app.db.models import Dataset, Problem, Program, ProgramSource
     from app.ingest import ingest_file
     from app.labels.build import build_labels
     from app.labels.snapshot import create_snapshot
@@ -63,7 +63,10 @@ def set_up(url: str, path: Path) -> dict:
             ingest_file(session, path, "gsm8k")
             session.commit()
         done = set(session.scalars(select(Program.problem_id).where(Program.source == ProgramSource.REFERENCE)))
-        for problem in session.scalars(select(Problem).order_by(Problem.id)):
+        # Only this dataset's problems (other datasets stored in the same database, e.g. MATH
+        # for evaluation, have no reference programs to validate and would be re-checked each run).
+        gsm8k = select(Problem).join(Dataset).where(Dataset.name == "gsm8k").order_by(Problem.id)
+        for problem in session.scalars(gsm8k):
             if problem.id not in done:
                 validate_reference(session, problem)
         session.commit()

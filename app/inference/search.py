@@ -82,7 +82,9 @@ class SearchConfig:
     DIV steps doing so — always 0 or 1 — are dropped); ``coverage_weight`` is the exponent of
     C1's factor Π over number mentions of (relevance if the program uses it else 1 − relevance);
     ``vote`` pools a group's path scores (``"sum"``) or takes its best (``"max"``);
-    ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is)."""
+    ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is);
+    ``selector`` (a fitted :class:`app.inference.selector.Selector`, gold-blind weights) re-ranks
+    the answer groups after the vote (None: the vote's order)."""
 
     theta: float = 0.85
     top_k: int = 3
@@ -95,6 +97,7 @@ class SearchConfig:
     vote: str = "sum"
     verify_all: bool = False
     limits: Limits = DEFAULT_LIMITS
+    selector: Any = None  # app.inference.selector.Selector: re-ranks the vote's answer groups
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.theta <= 1.0:
@@ -550,6 +553,7 @@ class SearchResult:
     no_answer_reason: str | None
     dropped: dict[str, int]
     plan: Plan | None = None
+    features: list[list[float]] | None = None  # per candidate (same order), selector.FEATURES
 
 
 def _vote(executed: list[Executed], how: str = "sum") -> list[AnswerGroup]:
@@ -605,8 +609,9 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
     depends = np.asarray(proposal.depends, dtype=float)
     if depends.ndim != 2:
         depends = np.full((0, 0), 0.5)
-    relevance = mention_relevance(proposal) if config.coverage_weight else []
-    paths, failed = beam(plan, lists, depends, config, _leaf_values(proposal), relevance)
+    relevance = mention_relevance(proposal)
+    paths, failed = beam(plan, lists, depends, config, _leaf_values(proposal),
+                         relevance if config.coverage_weight else [])
     if not paths:
         reason = NO_EXECUTABLE if failed else NO_PROGRAM
         return SearchResult(None, None, None, None, failed, False, [], reason, {"failed": failed, "type": 0}, plan)
@@ -635,7 +640,8 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
         executed.append(Executed(path, value, format_answer_value(to_sympy(value)), path.score * type_factor))
     dropped = {"failed": failed, "type": inconsistent}
     explored = len(paths) + failed
-    groups = _vote(executed, config.vote)
+    mention_values = _mention_values(proposal)
+    groups, features = _rank(executed, config, mention_values, relevance)
     while groups:  # the safe executor has the last word on the winner
         best = groups[0].members[0]
         program = path_program(best.path, proposal)
@@ -647,7 +653,7 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
             break
         executed.remove(best)
         dropped["failed"] += 1
-        groups = _vote(executed, config.vote)
+        groups, features = _rank(executed, config, mention_values, relevance)
     if not groups:
         reason = NO_CONSISTENT if inconsistent else NO_EXECUTABLE
         return SearchResult(None, None, None, None, explored, False, [], reason, dropped, plan)
@@ -664,7 +670,37 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
         no_answer_reason=None,
         dropped=dropped,
         plan=plan,
+        features=[[round(float(v), 6) for v in row] for row in features],
     )
+
+
+def _mention_values(proposal: Proposal) -> list[Fraction | None]:
+    values: list[Fraction | None] = []
+    for mention in proposal.mentions:
+        try:
+            value = parse_literal(mention.value)
+        except ExecutionError:
+            values.append(None)
+            continue
+        values.append(Fraction(int(value.p), int(value.q)) if isinstance(value, sympy.Rational) else None)
+    return values
+
+
+def _rank(executed: list[Executed], config: SearchConfig, mention_values: list[Fraction | None],
+          relevance: Sequence[float]) -> tuple[list[AnswerGroup], np.ndarray]:
+    """The vote's answer groups, re-ranked by ``config.selector`` when set, and their features."""
+    from app.inference.selector import group_features
+
+    groups = _vote(executed, config.vote)
+    if not groups:
+        return groups, np.zeros((0, 0))
+    features = group_features(groups, len(executed), mention_values, relevance)
+    if config.selector is not None:
+        scores = config.selector.scores(features)
+        order = sorted(range(len(groups)), key=lambda i: (-scores[i], i))
+        groups = [groups[i] for i in order]
+        features = features[order]
+    return groups, features
 
 
 OperandsFn = Callable[[Sequence[OperandRequest]], list[list[dict[Candidate, float]]]]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -18,8 +18,9 @@ import numpy as np
 from app.inference.proposals import ANSWER_TYPES, Proposal, Specialists
 from app.execution.program import rational_text
 from app.inference.search import Path, SearchConfig, SearchResult, operand_value, plan_requests, search
+from app.inference.selector import Selector, versioned
 
-__all__ = ["Solution", "solve", "solve_proposal", "prediction_payloads"]
+__all__ = ["Solution", "solve", "solve_proposal", "prediction_payloads", "WithSelector"]
 
 TASKS = ("C1", "C2", "C3", "C4", "C5", "C6")
 
@@ -49,6 +50,36 @@ class Solution:
     predictions: dict[str, dict[str, Any]] = field(default_factory=dict)
     confidences: dict[str, float | None] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
+    features: list[list[float]] | None = None  # per candidate, app.inference.selector.FEATURES (not stored)
+
+
+class WithSelector:
+    """Specialists plus a fitted candidate selector: the pipeline whose ``model_version`` is the
+    specialists' version with the selector's suffix (``….C6v2.S1a2b3c4d``). ``solve`` uses
+    ``selector`` in its search config."""
+
+    def __init__(self, specialists: Specialists, selector: Selector | None):
+        self.specialists = specialists
+        self.selector = selector
+
+    @property
+    def model_version(self) -> str:
+        return versioned(self.specialists.model_version, self.selector)
+
+    def propose(self, texts: Sequence[str]) -> list[Proposal]:
+        return self.specialists.propose(texts)
+
+    def operands(self, text, requests):
+        return self.specialists.operands(text, requests)
+
+    def __getattr__(self, name: str):
+        return getattr(self.specialists, name)
+
+
+def _pipeline_config(specialists: Specialists, config: SearchConfig) -> SearchConfig:
+    """The search config with the pipeline's selector (a :class:`WithSelector`'s, else none)."""
+    selector = specialists.selector if isinstance(specialists, WithSelector) else None
+    return replace(config, selector=selector) if config.selector is not selector else config
 
 
 def solve(texts: Sequence[str], specialists: Specialists, config: SearchConfig = SearchConfig(),
@@ -58,6 +89,7 @@ def solve(texts: Sequence[str], specialists: Specialists, config: SearchConfig =
     C1/C2/C4/C5/C6 run in one padded pass per ``batch_size`` texts; C3 in one pass per problem
     for all its (slot, op) requests.
     """
+    config = _pipeline_config(specialists, config)
     solutions: list[Solution] = []
     for start in range(0, len(texts), batch_size):
         batch = list(texts[start:start + batch_size])
@@ -73,6 +105,7 @@ def solve_proposal(text: str, proposal: Proposal, specialists: Specialists,
                    config: SearchConfig = SearchConfig(), shared_ms: float = 0.0) -> Solution:
     """Search one problem whose C1/C2/C4/C5/C6 proposal is already computed."""
     began = time.perf_counter()
+    config = _pipeline_config(specialists, config)
     plan = plan_requests(proposal, config)
     operands = specialists.operands(text, plan.requests) if (plan.requests and proposal.mentions) else []
     result = search(proposal, plan, operands, config)
@@ -83,7 +116,7 @@ def solve_proposal(text: str, proposal: Proposal, specialists: Specialists,
         paths_explored=result.paths_explored, disagreement=result.disagreement,
         candidates=result.candidates, no_answer_reason=result.no_answer_reason,
         model_version=specialists.model_version, model_versions=dict(proposal.model_versions),
-        ms=ms, predictions=payloads, confidences=confidences, dropped=result.dropped,
+        ms=ms, predictions=payloads, confidences=confidences, dropped=result.dropped, features=result.features,
     )
 
 

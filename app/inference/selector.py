@@ -1,0 +1,216 @@
+"""A learned candidate selector: re-ranks the search's answer groups (pure, gold-blind).
+
+The probability-weighted vote (``app.inference.search``) ranks the right answer too low on many
+problems where it *is* among the executed candidates. The selector scores every answer group
+``g`` of one problem by ``w · (x_g − mean) / std`` over the gold-blind features of
+:func:`group_features` (the vote's mass and share, its best path's probability, how many paths
+agree, the best path's length, how it uses the problem's number mentions, C1's agreement, the
+answer's magnitude and integer-ness …) and the highest score wins.
+
+The weights are a fitted artifact (:func:`fit_selector`, a conditional-logit / listwise
+softmax model fitted on TRAIN-split candidates labelled with gold — training data — and tuned
+on DEV), saved as JSON with its sha256 (:func:`save_selector`) and loaded with the models;
+inference only ever sees the weights. The pipeline's ``model_version`` names the selector by a
+suffix ``.S<sha256[:8]>`` (:func:`versioned`), which parsers of specialist versions ignore.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["FEATURES", "Selector", "group_features", "fit_selector", "save_selector", "load_selector",
+           "selector_path", "versioned", "rank_accuracy"]
+
+FEATURES: tuple[str, ...] = (
+    "log_mass", "share", "log_best", "log_paths", "path_share", "vote_rank0", "steps", "steps_p",
+    "mentions_used", "mentions_reused", "coverage_gap", "constants", "is_integer", "is_negative",
+    "log_magnitude", "is_mention", "two_decimals",
+)
+"""Per answer group (all gold-blind): log Σ path scores; its share of the total; log of its best
+path's score; log(1 + paths); paths / all executed paths; 1 for the vote's winner; the best
+path's number of steps and C6's probability of that count; fraction of the problem's number
+mentions the best path uses; operand uses of an already used mention / operands; mean C1
+relevance of used minus unused mentions; constants / operands; the answer is an integer,
+negative; log10(1 + |answer|); the answer equals a number written in the problem; the answer
+has at most two decimals."""
+
+
+@dataclass(frozen=True)
+class Selector:
+    """Fitted weights over :data:`FEATURES` (``mean``/``std`` standardise, shape (F,) each)."""
+
+    features: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    weights: tuple[float, ...]
+    sha256: str = ""
+
+    def scores(self, x: np.ndarray) -> np.ndarray:
+        """(G, F) features → (G,) scores (higher is better)."""
+        z = (np.asarray(x, dtype=float) - np.asarray(self.mean)) / np.asarray(self.std)
+        return z @ np.asarray(self.weights)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),
+                "weights": list(self.weights)}
+
+
+def _as_fraction(value: Any) -> Fraction | None:
+    if isinstance(value, Fraction):
+        return value
+    try:
+        import sympy
+
+        if isinstance(value, sympy.Rational):
+            return Fraction(int(value.p), int(value.q))
+    except Exception:  # pragma: no cover - sympy always importable here
+        pass
+    return None
+
+
+def group_features(groups: Sequence[Any], n_executed: int, mention_values: Sequence[Fraction | None],
+                   relevance: Sequence[float]) -> np.ndarray:
+    """(G, F) features of the answer groups of one problem, in the vote's order.
+
+    ``groups`` are :class:`app.inference.search.AnswerGroup` (mass, value, members sorted best
+    first, each with ``.path`` and ``.score``); ``mention_values`` the problem's number mentions'
+    literal values (None when not rational); ``relevance`` C1's per-mention relevance.
+    """
+    total = sum(g.mass for g in groups) or 1.0
+    n_mentions = len(mention_values)
+    literal = {v for v in mention_values if v is not None}
+    rows = []
+    for rank, group in enumerate(groups):
+        best = group.members[0]
+        path = best.path
+        mentions = [int(c[1]) for step in path.steps for c in step.operands if c[0] == "problem"]
+        operands = sum(len(step.operands) for step in path.steps) or 1
+        constants = sum(1 for step in path.steps for c in step.operands if c[0] == "constant")
+        used = set(mentions)
+        if relevance is not None and len(relevance) and n_mentions:
+            inside = [relevance[i] for i in used if i < len(relevance)]
+            outside = [relevance[i] for i in range(min(n_mentions, len(relevance))) if i not in used]
+            gap = (float(np.mean(inside)) if inside else 0.0) - (float(np.mean(outside)) if outside else 0.0)
+        else:
+            gap = 0.0
+        value = _as_fraction(group.value)
+        if value is not None:
+            magnitude = math.log10(1.0 + abs(float(value)))
+            is_integer = float(value.denominator == 1)
+            negative = float(value < 0)
+            two_decimals = float((value * 100).denominator == 1)
+        else:
+            try:
+                magnitude = math.log10(1.0 + abs(complex(group.value.evalf())))
+            except Exception:
+                magnitude = 0.0
+            is_integer, negative, two_decimals = 0.0, 0.0, 0.0
+        rows.append([
+            math.log(max(group.mass, 1e-30)), group.mass / total, math.log(max(best.score, 1e-30)),
+            math.log1p(len(group.members)), len(group.members) / max(1, n_executed), float(rank == 0),
+            float(path.n_steps), float(path.n_steps_p),
+            len(used) / n_mentions if n_mentions else 0.0, (len(mentions) - len(used)) / operands, gap,
+            constants / operands, is_integer, negative, min(magnitude, 30.0),
+            float(value is not None and value in literal), two_decimals,
+        ])
+    return np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))
+
+
+# --------------------------------------------------------------------------- fitting (training data)
+
+
+def _objective(w: np.ndarray, problems: list[tuple[np.ndarray, np.ndarray]], l2: float) -> tuple[float, np.ndarray]:
+    loss, grad = l2 * float(w @ w), 2.0 * l2 * w
+    for z, correct in problems:
+        s = z @ w
+        s = s - s.max()
+        p = np.exp(s)
+        p /= p.sum()
+        pc = p[correct]
+        mass = pc.sum()
+        loss -= math.log(max(mass, 1e-300))
+        # d(-log Σ_c p_c)/dw = E_p[z] − E_{p|correct}[z]
+        grad += p @ z - (pc @ z[correct]) / max(mass, 1e-300)
+    n = max(1, len(problems))
+    return loss / n, grad / n
+
+
+def fit_selector(problems: Sequence[tuple[np.ndarray, Sequence[bool]]], l2: float = 1e-2) -> Selector:
+    """Fit a listwise (conditional-logit) selector.
+
+    ``problems``: per problem its (G, F) features and per group whether its answer is correct
+    (training labels). Problems without a correct group or with a single group carry no ranking
+    signal and are skipped. ``l2`` is the ridge penalty on the standardised weights.
+    """
+    from scipy.optimize import minimize
+
+    usable = [(np.asarray(x, dtype=float), np.asarray(y, dtype=bool)) for x, y in problems
+              if len(y) > 1 and any(y) and not all(y)]
+    if not usable:
+        raise ValueError("no problem with both a correct and a wrong candidate to fit the selector on")
+    stacked = np.vstack([x for x, _ in usable])
+    mean, std = stacked.mean(axis=0), stacked.std(axis=0)
+    std[std < 1e-9] = 1.0
+    standardised = [((x - mean) / std, y) for x, y in usable]
+    start = np.zeros(stacked.shape[1])
+    start[FEATURES.index("log_mass")] = 1.0 if stacked.shape[1] == len(FEATURES) else 0.0
+    result = minimize(_objective, start, args=(standardised, l2), jac=True, method="L-BFGS-B",
+                      options={"maxiter": 500})
+    return Selector(FEATURES[: stacked.shape[1]], tuple(float(v) for v in mean), tuple(float(v) for v in std),
+                    tuple(float(v) for v in result.x))
+
+
+def rank_accuracy(selector: Selector | None, problems: Sequence[tuple[np.ndarray, Sequence[bool]]]) -> float:
+    """Share of problems whose top-ranked group is correct (None: the vote's order)."""
+    hits = 0
+    for x, y in problems:
+        if len(y) == 0:
+            continue
+        top = 0 if selector is None else int(np.argmax(selector.scores(x)))
+        hits += bool(y[top])
+    return hits / max(1, len(problems))
+
+
+# --------------------------------------------------------------------------- artifact
+
+
+def selector_path(home: Path | str, specialists_version: str) -> Path:
+    """``MYCELIUM_HOME/models/selector/<specialists' model_version>/selector.json``."""
+    return Path(home) / "models" / "selector" / specialists_version / "selector.json"
+
+
+def save_selector(selector: Selector, path: Path, meta: dict[str, Any] | None = None) -> Selector:
+    """Write the selector (and provenance ``meta``) as JSON; returns it with its sha256 set."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = json.dumps({**selector.to_dict(), "meta": meta or {}}, sort_keys=True, indent=1).encode()
+    path.write_bytes(body)
+    return Selector(selector.features, selector.mean, selector.std, selector.weights,
+                    hashlib.sha256(body).hexdigest())
+
+
+def load_selector(path: Path) -> Selector | None:
+    """The selector stored at ``path`` (None when there is none); its sha256 is of the file's bytes."""
+    if not path.is_file():
+        return None
+    body = path.read_bytes()
+    data = json.loads(body)
+    if tuple(data["features"]) != FEATURES[: len(data["features"])]:
+        raise ValueError(f"selector {path}: features {data['features']} do not match this code's")
+    return Selector(tuple(data["features"]), tuple(data["mean"]), tuple(data["std"]), tuple(data["weights"]),
+                    hashlib.sha256(body).hexdigest())
+
+
+def versioned(model_version: str, selector: Selector | None) -> str:
+    """The pipeline version with the selector's identity: ``C1v2.….C6v2.S1a2b3c4d`` (≤ 64 chars)."""
+    if selector is None:
+        return model_version
+    return f"{model_version}.S{selector.sha256[:8]}"
