@@ -4,7 +4,7 @@ Usage (from the repository root)::
 
     DATABASE_URL=postgresql+psycopg://postgres@127.0.0.1:5432/mycelium_bench MYCELIUM_HOME=/work/bench_home \\
         nice -n 10 .venv/bin/python bench/evaluate.py [--dataset gsm8k|math] [--split test] [--limit N]
-        [--model-version C1v1.…] [--reuse] [--theta 0.85] [--top-k 3]
+        [--model-version C1v1.…] [--reuse] [--theta 0.85] [--top-k 3] [--no-selector]
 
 The database is the one ``bench/training.py`` trained in (its ``test`` split is hashed from the
 train files at ingest and never enters a training snapshot; the contamination guard refuses
@@ -46,6 +46,7 @@ def main() -> None:
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--max-paths", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--no-selector", action="store_true", help="Rank candidates by the plain vote.")
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
@@ -59,7 +60,13 @@ def main() -> None:
 
     started = time.perf_counter()
     with session_scope() as session:
-        specialists = load_specialists(session, args.model_version)
+        from app.inference.store import specialists_part, with_selector
+
+        # The candidate selector fitted for these specialists (training/selector.py) when one
+        # exists, named in model_version (….S<sha8>); --no-selector: the plain vote.
+        specialists = load_specialists(session, specialists_part(args.model_version))
+        if not args.no_selector:
+            specialists = with_selector(specialists, args.model_version)
         ids = split_problem_ids(session, args.dataset, args.split, args.limit)
         config = SearchConfig(theta=args.theta, top_k=args.top_k, max_paths=args.max_paths)
         done = [0]

@@ -167,3 +167,28 @@ def test_evaluate_job_kind_infers_and_scores(db_session, monkeypatch):
     assert missing == {"999999": "no such problem"}
     rows = list(db_session.scalars(select(InferenceResult)))
     assert len(rows) == 5 and all(r.correct is not None and r.in_beam is not None for r in rows)
+
+
+def test_with_a_selector_predictions_stay_byte_identical_after_corrupting_gold(db_session):
+    """The fitted selector is an artifact loaded with the models: still nothing reads gold."""
+    from app.inference.selector import FEATURES, Selector
+    from app.inference.solve import WithSelector
+
+    ids = _setup(db_session)
+    db_session.execute(update(Problem).where(Problem.id == ids[0]).values(text=NATALIA))
+    db_session.commit()
+    weights = [0.0] * len(FEATURES)
+    weights[FEATURES.index("is_integer")], weights[FEATURES.index("log_mass")] = 2.0, 1.0
+    selector = Selector(FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), tuple(weights), "5e" * 32)
+    specialists = WithSelector(FakeSpecialists({NATALIA: natalia()}), selector)
+    report, rows = evaluate(db_session, specialists, ids)
+    assert report["model_version"] == VERSION + ".S5e5e5e5e" and rows[0].answer == "72"
+    assert db_session.scalar(select(InferenceResult.model_version).where(
+        InferenceResult.problem_id == ids[0])) == VERSION + ".S5e5e5e5e"
+    before = _dump(db_session)
+    db_session.execute(update(Problem).values(gold_answer="-123456789", gold_solution="corrupt #### 0"))
+    db_session.execute(update(Program).where(Program.source == ProgramSource.REFERENCE)
+                       .values(answer="-1", steps={"steps": [], "answer_step": None}))
+    db_session.commit()
+    again, _ = evaluate(db_session, specialists, ids, recompute=True)
+    assert _dump(db_session) == before and again["accuracy"] == 0.0

@@ -28,35 +28,13 @@ def load_specialists_or_fail(session, model_version: str | None):
     except ImportError as error:
         raise UserError(f"the trained specialists cannot be loaded ({error}); train them with `mycelium train`") from None
     try:
-        return with_selector(load_specialists(session, _specialists_part(model_version)), model_version)
+        from app.inference.store import specialists_part, with_selector
+
+        return with_selector(load_specialists(session, specialists_part(model_version)), model_version)
     except UserError:
         raise
     except (LookupError, ValueError, FileNotFoundError) as error:
         raise UserError(f"cannot load specialists {model_version or '(latest)'}: {error}") from None
-
-
-def _specialists_part(model_version: str | None) -> str | None:
-    """``C1v2.….C6v2.S1a2b3c4d`` → ``C1v2.….C6v2`` (the selector suffix removed)."""
-    if not model_version:
-        return model_version
-    return ".".join(part for part in model_version.split(".") if not part.startswith("S"))
-
-
-def with_selector(specialists, model_version: str | None = None):
-    """The specialists with the candidate selector fitted for them (``MYCELIUM_HOME/models/
-    selector/<version>/selector.json``) when one exists; a ``model_version`` naming a selector
-    (``.S<sha8>``) must match it, one naming none gets none."""
-    from app.config import get_settings
-    from app.inference.selector import load_selector, selector_path
-    from app.inference.solve import WithSelector
-
-    wanted = [part[1:] for part in (model_version or "").split(".") if part.startswith("S")]
-    if model_version and not wanted:
-        return specialists
-    selector = load_selector(selector_path(get_settings().mycelium_home, specialists.model_version))
-    if wanted and (selector is None or not selector.sha256.startswith(wanted[0])):
-        raise UserError(f"model version {model_version}: no selector S{wanted[0]} for {specialists.model_version}")
-    return WithSelector(specialists, selector) if selector is not None else specialists
 
 
 def _operand_description(operand: dict[str, Any], label: dict[str, Any] | None, text: str,

@@ -23,7 +23,7 @@ from app.inference.proposals import Specialists
 from app.inference.search import SearchConfig
 from app.inference.solve import TASKS, Solution, solve
 
-__all__ = ["ModelsNotRegistered", "parse_model_version", "resolve_models", "problem_texts",
+__all__ = ["specialists_part", "with_selector", "ModelsNotRegistered", "parse_model_version", "resolve_models", "problem_texts",
            "stored_problem_ids", "run_inference", "store_solution"]
 
 _VERSION_RE = re.compile(r"(C[1-6])([^.]+)")
@@ -54,6 +54,30 @@ def resolve_models(session: Session, model_version: str) -> dict[str, Specialist
             raise ModelsNotRegistered(f"specialist {task} version {version} (of {model_version}) has no models row")
         found[task] = row
     return found
+
+
+def specialists_part(model_version: str | None) -> str | None:
+    """``C1v2.….C6v2.S1a2b3c4d`` → ``C1v2.….C6v2`` (the selector suffix removed)."""
+    if not model_version:
+        return model_version
+    return ".".join(part for part in model_version.split(".") if not part.startswith("S"))
+
+
+def with_selector(specialists, model_version: str | None = None):
+    """The specialists with the candidate selector fitted for them (``MYCELIUM_HOME/models/
+    selector/<version>/selector.json``) when one exists; a ``model_version`` naming a selector
+    (``.S<sha8>``) must match it, one naming none gets none."""
+    from app.config import get_settings
+    from app.inference.selector import load_selector, selector_path
+    from app.inference.solve import WithSelector
+
+    wanted = [part[1:] for part in (model_version or "").split(".") if part.startswith("S")]
+    if model_version and not wanted:
+        return specialists
+    selector = load_selector(selector_path(get_settings().mycelium_home, specialists.model_version))
+    if wanted and (selector is None or not selector.sha256.startswith(wanted[0])):
+        raise UserError(f"model version {model_version}: no selector S{wanted[0]} for {specialists.model_version}")
+    return WithSelector(specialists, selector) if selector is not None else specialists
 
 
 def problem_texts(session: Session, problem_ids: Sequence[int]) -> dict[int, str]:
