@@ -14,7 +14,7 @@ Prints one JSON line::
      "seconds": {specialist: s}, "models": {specialist: {"version", "heads": {head: {accuracy,
      macro_f1, baseline, ece_before, ece_after, temperature}}}}, "model_version": "C1v1…"}
 
-Usage: ``nice -n 10 python bench/training.py [--database-url URL] [--home DIR] [--epochs N]``.
+Usage: ``nice -n 10 python bench/training.py [--database-url URL] [--home DIR] [--epochs N] [--specialists C5,C6]``.
 """
 
 from __future__ import annotations
@@ -86,6 +86,7 @@ def main() -> None:
     parser.add_argument("--home", default="/work/bench_home")
     parser.add_argument("--epochs", type=int, default=6, help="Max epochs per specialist (early stopping on dev).")
     parser.add_argument("--backbone", default=None)
+    parser.add_argument("--specialists", default="all", help="all, or a comma list of C1..C6 to train.")
     parser.add_argument("--setup-only", action="store_true")
     args = parser.parse_args()
 
@@ -125,7 +126,8 @@ def main() -> None:
         print(f"encoded {problems} problems in {secs:.0f} s", file=sys.stderr, flush=True)
 
     train_started = time.perf_counter()
-    models = train_many(session_scope, list(SPECIALISTS), snapshot_id=snapshot["id"], backbone_path=args.backbone,
+    chosen = list(SPECIALISTS) if args.specialists == "all" else [s.strip() for s in args.specialists.split(",")]
+    models = train_many(session_scope, chosen, snapshot_id=snapshot["id"], backbone_path=args.backbone,
                         config=TrainConfig(epochs=args.epochs), on_start=on_start, on_epoch=on_epoch,
                         on_encoded=on_encoded)
     train_seconds = time.perf_counter() - train_started

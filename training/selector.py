@@ -38,12 +38,13 @@ def collect(session, specialists, problem_ids, config, cache: Path | None = None
     """Per problem: (features (G, F), correct per group) — gold read only to label the groups."""
     from app.db.models import Problem
     from app.evaluation import answer_matches
+    from app.inference.selector import FEATURES
     from app.inference.store import problem_texts
     from app.inference.solve import solve
 
     if cache is not None and cache.is_file():
         rows = json.loads(cache.read_text())
-        return [(np.asarray(x, dtype=float).reshape(len(y), -1), y) for x, y in rows]
+        return [(np.asarray(x, dtype=float).reshape(len(y), len(FEATURES)), y) for x, y in rows]
     texts = problem_texts(session, problem_ids)
     ids = [i for i in problem_ids if i in texts]
     solutions = solve([texts[i] for i in ids], specialists, config)
@@ -55,7 +56,7 @@ def collect(session, specialists, problem_ids, config, cache: Path | None = None
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         cache.write_text(json.dumps(rows))
-    return [(np.asarray(x, dtype=float).reshape(len(y), -1), y) for x, y in rows]
+    return [(np.asarray(x, dtype=float).reshape(len(y), len(FEATURES)), y) for x, y in rows]
 
 
 def main() -> None:

@@ -104,7 +104,10 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
             gap = 0.0
         value = _as_fraction(group.value)
         if value is not None:
-            magnitude = math.log10(1.0 + abs(float(value)))
+            try:
+                magnitude = math.log10(1.0 + abs(float(value)))
+            except OverflowError:  # beyond float range: digits of |numerator| − digits of denominator
+                magnitude = float(len(str(abs(value.numerator))) - len(str(value.denominator)))
             is_integer = float(value.denominator == 1)
             negative = float(value < 0)
             two_decimals = float((value * 100).denominator == 1)
