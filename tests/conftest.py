@@ -92,12 +92,19 @@ def db_session(database_url: str) -> Iterator[Session]:
 
 
 @pytest.fixture()
-def trained(db_session: Session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    """Six tiny specialists trained on the labelled fixtures, loaded (MYCELIUM_HOME in tmp_path)."""
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A scratch MYCELIUM_HOME (models, caches) for one test."""
     from app.config import get_settings
-    from tests.training_helpers import train_tiny_specialists
 
     monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
     get_settings.cache_clear()
-    yield train_tiny_specialists(db_session, tmp_path / "tiny")
+    yield tmp_path / "home"
     get_settings.cache_clear()
+
+
+@pytest.fixture()
+def trained(db_session: Session, tmp_path: Path, home: Path):
+    """Six tiny specialists trained on the labelled fixtures, loaded (MYCELIUM_HOME in tmp_path)."""
+    from tests.training_helpers import train_tiny_specialists
+
+    return train_tiny_specialists(db_session, tmp_path / "tiny")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text, update
@@ -12,17 +11,6 @@ from app.evaluation import ContaminationError, evaluate
 from app.inference.solve import solve
 from tests.inference_helpers import NATALIA
 from tests.test_evaluation_gold_blind import _dump
-
-
-@pytest.fixture()
-def trained(db_session, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
-    from app.config import get_settings
-    from tests.training_helpers import train_tiny_specialists
-
-    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield train_tiny_specialists(db_session, tmp_path / "tiny")
-    get_settings.cache_clear()
 
 
 def test_trained_specialists_gold_corruption_and_guard(db_session, trained):

@@ -19,16 +19,6 @@ SMALL = ["--epochs", "2"]
 
 
 @pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from app.config import get_settings
-
-    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
-
-
-@pytest.fixture()
 def labelled(db_session) -> int:
     seed_labels(db_session)
     snapshot = make_snapshot(db_session)

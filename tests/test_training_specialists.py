@@ -13,16 +13,6 @@ from app.inference.proposals import ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, Opera
 from tests.training_helpers import make_snapshot, seed_labels, tiny_train_config, train_tiny_specialists
 
 
-@pytest.fixture()
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    from app.config import get_settings
-
-    monkeypatch.setenv("MYCELIUM_HOME", str(tmp_path / "home"))
-    get_settings.cache_clear()
-    yield tmp_path / "home"
-    get_settings.cache_clear()
-
-
 def test_train_load_propose_and_round_trip(db_session, home: Path, tmp_path: Path) -> None:
     specialists = train_tiny_specialists(db_session, tmp_path / "tiny")
     assert specialists.model_version == "C1v1.C2v1.C3v1.C4v1.C5v1.C6v1"
