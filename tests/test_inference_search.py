@@ -177,3 +177,61 @@ def test_degenerate_steps_and_c1_coverage_shape_the_scores():
     proposal.relevance[:] = 0.95
     c3 = TableOperands({(0, "ADD"): dist})
     assert search_with(proposal, c3, SearchConfig(theta=1.0, duplicate_factor=1.0)).answer == "53"
+
+
+class PrefixOperands:
+    """C3 that reads the prefix: after a step that halved 48, slot 1 adds 48 and that step."""
+
+    def __init__(self):
+        self.calls: list = []
+
+    def __call__(self, requests):
+        self.calls.append(list(requests))
+        out = []
+        for r in requests:
+            if r.slot == 0:
+                out.append([{("problem", 0, "literal"): 0.9, ("problem", 1, "literal"): 0.1},
+                            {("problem", 1, "reciprocal"): 0.9, ("problem", 1, "literal"): 0.1},
+                            {("end",): 1.0}])
+            elif r.prefix and r.prefix[-1].operands == (("problem", 0, "literal"), ("problem", 1, "reciprocal")):
+                out.append([{("problem", 0, "literal"): 0.9, ("step", r.slot - 1): 0.1},
+                            {("step", r.slot - 1): 0.9, ("problem", 0, "literal"): 0.1}, {("end",): 1.0}])
+            else:  # any other prefix: a distractor that reads step 0 twice
+                out.append([{("step", 0): 1.0}, {("step", 0): 1.0}, {("end",): 1.0}])
+        return out
+
+
+def _stop_when_every_number_is_read(calls):
+    def stops(prefixes):
+        if prefixes:
+            calls.append(list(prefixes))
+        read = [{c[1] for step in p for c in step.operands if c[0] == "problem"} for p in prefixes]
+        return [0.95 if used == {0, 1} and any(c[0] == "step" for c in p[-1].operands) else 0.1
+                for p, used in zip(prefixes, read)]
+    return stops
+
+
+def test_learned_stops_and_prefix_conditioned_operands_recover_natalia():
+    proposal, _ = natalia()
+    c3, stop_calls = PrefixOperands(), []
+    result = search_with(proposal, c3, SearchConfig(), _stop_when_every_number_is_read(stop_calls))
+    assert result.answer == "72"
+    assert [s["text"] for s in result.program["steps"]] == ["48/2=24", "48+24=72"]
+    # One C3 call per slot for the whole frontier; every slot-k request carries a k-step prefix.
+    assert len(c3.calls) >= 2 and all(len(r.prefix) == r.slot for call in c3.calls for r in call)
+    assert {r.slot for r in c3.calls[0]} == {0} and {r.slot for r in c3.calls[1]} == {1}
+    # C6 was asked about 1-step prefixes (go on: p = 0.1 < θ keeps both) and the 2-step ones.
+    assert {len(p) for p in stop_calls[0]} == {1} and {len(p) for p in stop_calls[1]} == {2}
+    assert result.chosen.n_steps == 2 and result.chosen.n_steps_p == pytest.approx(0.9 * 0.95)
+
+
+def test_learned_stops_fall_back_to_the_step_count_when_c6_has_no_stop_head():
+    proposal, c3 = natalia()
+    result = search_with(proposal, c3, SearchConfig(), lambda prefixes: None)
+    assert result.answer == "72" and len(c3.calls) == 1  # one prefix-free C3 pass, as before
+
+
+def test_learned_stops_theta_zero_follows_one_path():
+    proposal, _ = natalia()
+    result = search_with(proposal, PrefixOperands(), SearchConfig(theta=0.0), _stop_when_every_number_is_read([]))
+    assert result.paths_explored == 1 and result.answer == "72"

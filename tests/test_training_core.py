@@ -13,6 +13,7 @@ from training.examples import (
     ProblemData,
     c3_examples,
     c5_examples,
+    c6_examples,
     constant_vocabulary,
     mention_token_matrix,
     mentions_of,
@@ -68,6 +69,12 @@ def test_examples_from_the_natalia_labels() -> None:
     (first, second) = c3_examples([record], [mentions], ["ADD", "DIV", "NONE"], [])
     assert (first.slot, first.op, first.targets) == (0, 1, (("problem", 0, 0), ("problem", 1, 1), ("end",), ("ignore",)))
     assert second.targets == (("problem", 0, 0), ("step", 0), ("end",), ("ignore",))
+    # Each step is conditioned on the gold steps before it (op index, operand targets).
+    assert first.prefix == () and second.prefix == ((1, (("problem", 0, 0), ("problem", 1, 1))),)
+    (c6,) = c6_examples([record], [mentions], ["ADD", "DIV", "NONE"], [])
+    assert c6.answer_slot == 1
+    assert c6.program == ((1, (("problem", 0, 0), ("problem", 1, 1))), (0, (("problem", 0, 0), ("step", 0))))
+    assert c6_examples([record])[0].program == ()  # without mentions/ops: no stop examples
     (c5,) = c5_examples([record])
     assert c5.n_steps == 2 and c5.edges[0, 1] == 1 and c5.edges.sum() == 1
 
@@ -94,3 +101,23 @@ def test_training_is_deterministic_per_seed(tmp_path) -> None:
     for (name, a), b in zip(runs[0].head.state_dict().items(), runs[1].head.state_dict().values()):
         assert torch.equal(a, b), name
     assert runs[0].metrics == runs[1].metrics
+
+
+def test_prefix_arrays_count_reads_and_consumed_steps() -> None:
+    from app.inference.proposals import PrefixStep
+    from training.prefix import contract_prefix, prefix_arrays
+
+    # Natalia after both steps, written the way the search hands prefixes over.
+    prefix = (PrefixStep("DIV", (("problem", 0, "literal"), ("problem", 1, "reciprocal"))),
+              PrefixStep("ADD", (("problem", 0, "literal"), ("step", 0))),
+              PrefixStep("MUL", (("step", 1), ("constant", "60"), ("constant", "7"))))
+    steps = contract_prefix(prefix, {"ADD": 0, "DIV": 1, "MUL": 2, "NONE": 3}, ["60"])
+    assert steps == [(1, (("problem", 0, 0), ("problem", 1, 1))), (0, (("problem", 0, 0), ("step", 0))),
+                     (2, (("step", 1), ("constant", 0), ("ignore",)))]
+    arrays = prefix_arrays(steps, n_mentions=3)
+    assert arrays.n == 3 and arrays.used.tolist() == [2.0, 1.0, 0.0]
+    assert arrays.ops[:4].tolist() == [1, 0, 2, 0] and arrays.consumed[:4].tolist() == [1, 1, 0, 0]
+    assert arrays.mentions[0].tolist() == [0.5, 0.5, 0.0] and arrays.mentions[1].tolist() == [1.0, 0.0, 0.0]
+    assert arrays.mentions[2].sum() == 0.0
+    empty = prefix_arrays([], n_mentions=2)
+    assert empty.n == 0 and empty.used.sum() == 0 and empty.consumed.sum() == 0

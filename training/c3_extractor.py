@@ -3,7 +3,10 @@
 Candidates of one request, in this column order (M mentions, K = MAX_STEPS, V constants):
 ``[mention i × reading r]`` at ``3·i + r`` (r over :data:`app.inference.proposals.READINGS`),
 ``[step j]`` at ``3·M + j`` (valid for j < k), ``[constant c]`` at ``3·M + K + c``, ``[END]`` last.
-Labels: C3 ``{"steps": [{"step", "op", "operands": [...]}, …]}``, teacher-forced on the gold op.
+Labels: C3 ``{"steps": [{"step", "op", "operands": [...]}, …]}``, teacher-forced on the gold op
+and on the gold earlier steps (the prefix, :mod:`training.prefix`): the queries attend to the
+tokens marked with how often each mention was already read and to one vector per earlier
+step; mention keys carry the same read count and step keys the earlier step's vector.
 Each of the ``MAX_OPERANDS`` positions is predicted independently (the contract's one
 distribution per position); positions after the first END are ignored in the loss.
 Mention keys are the frozen token states pooled over the mention's TOKENS (offset mapping).
@@ -22,6 +25,7 @@ from torch.nn import functional as F
 from app.inference.proposals import MAX_OPERANDS, MAX_STEPS, READINGS, Candidate, MentionView
 from training.examples import IGNORE, C3Example, c3_examples, constant_vocabulary, mention_token_matrix, op_vocabulary
 from training.heads import HeadConfig, QueryDecoder, TokenProjector
+from training.prefix import USE_LEVELS, PrefixArrays, PrefixMemory, prefix_arrays, prefix_tensors
 from training.tasks import Corpus, Task
 
 MASKED = -1e4
@@ -30,13 +34,15 @@ N_READINGS = len(READINGS)
 
 
 class ExtractorHead(nn.Module):
-    """(B, T, H) states + mentions + (slot, op) → (B, MAX_OPERANDS, C) candidate logits (invalid = MASKED)."""
+    """(B, T, H) states + mentions + (slot, op, prefix) → (B, MAX_OPERANDS, C) candidate logits
+    (invalid = MASKED)."""
 
     def __init__(self, cfg: HeadConfig, n_ops: int, n_constants: int):
         super().__init__()
         d = cfg.width
         self.n_constants = n_constants
         self.project = TokenProjector(cfg)
+        self.prefix = PrefixMemory(cfg, n_ops)
         self.slot_emb = nn.Embedding(MAX_STEPS, d)
         self.op_emb = nn.Embedding(n_ops, d)
         self.position_emb = nn.Embedding(MAX_OPERANDS, d)
@@ -44,26 +50,33 @@ class ExtractorHead(nn.Module):
         self.query_out = nn.Linear(d, d)
         self.mention_key = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.reading_emb = nn.Embedding(N_READINGS, d)
+        self.used_key = nn.Embedding(USE_LEVELS, d)
         self.step_emb = nn.Embedding(MAX_STEPS, d)
         self.distance_emb = nn.Embedding(MAX_STEPS + 1, d)
+        self.step_key = nn.Linear(d, d)
         self.constant_emb = nn.Embedding(max(n_constants, 1), d)
         self.end_emb = nn.Parameter(torch.randn(d) * 0.1)
         self.scale = d ** -0.5
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, mention_mask: torch.Tensor,
-                slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+                slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor, prefix: dict[str, torch.Tensor]) -> torch.Tensor:
         """``states`` (U, T, H), ``mask`` (U, T), ``mentions`` (U, M, T), ``mention_mask`` (U, M) of U
-        distinct problems; ``rows`` (B,) maps each request to its problem; ``slot``, ``op`` (B,)."""
+        distinct problems; ``rows`` (B,) maps each request to its problem; ``slot``, ``op`` (B,);
+        ``prefix`` the requests' :func:`~training.prefix.prefix_tensors` over the M mentions."""
         b = slot.shape[0]
         memory = self.project(states)  # (U, T, d): once per problem, shared by its requests
+        pooled_u = self.mention_key(mentions @ memory)  # (U, M, d)
+        pooled = pooled_u[rows]  # (B, M, d)
+        context, context_mask, slots, used = self.prefix(
+            memory[rows], mask[rows], (mentions > 0).float()[rows], pooled, **prefix)
         queries = (self.slot_emb(slot) + self.op_emb(op))[:, None, :] + self.position_emb.weight[None]  # (B, P, d)
-        q = self.query_out(self.decoder(queries, memory[rows], mask[rows]))  # (B, P, d)
-        pooled = self.mention_key(mentions @ memory)[rows]  # (B, M, d)
+        q = self.query_out(self.decoder(queries, context, context_mask))  # (B, P, d)
         mention_mask = mention_mask[rows]
+        pooled = pooled + self.used_key(used)  # (B, M, d)
         mention_keys = (pooled[:, :, None, :] + self.reading_emb.weight[None, None]).flatten(1, 2)  # (B, 3M, d)
         j = torch.arange(MAX_STEPS)
         distance = (slot[:, None] - j[None, :]).clamp(0, MAX_STEPS)  # (B, K)
-        step_keys = self.step_emb.weight[None] + self.distance_emb(distance)  # (B, K, d)
+        step_keys = self.step_emb.weight[None] + self.distance_emb(distance) + self.step_key(slots)  # (B, K, d)
         const_keys = self.constant_emb.weight[: self.n_constants][None].expand(b, -1, -1)  # (B, V, d)
         end_key = self.end_emb[None, None].expand(b, 1, -1)  # (B, 1, d)
         keys = torch.cat([mention_keys, step_keys, const_keys, end_key], dim=1)  # (B, C, d)
@@ -138,13 +151,15 @@ class C3Task(Task):
         mentions, mention_mask = mention_tensors([(x.starts, x.ends) for x in encs], ments, states.shape[1])
         m, v = mentions.shape[1], len(maps["constants"])
         targets = torch.tensor([[target_column(t, m, v) for t in e.targets] for e in examples], dtype=torch.long)
+        prefixes = [prefix_arrays(e.prefix, len(corpus.mentions[e.index])) for e in examples]
         return {"states": states, "mask": mask, "mentions": mentions, "mention_mask": mention_mask,
                 "slot": torch.tensor([e.slot for e in examples]), "op": torch.tensor([e.op for e in examples]),
-                "rows": torch.tensor([position[e.index] for e in examples]), "targets": targets}
+                "rows": torch.tensor([position[e.index] for e in examples]), "targets": targets,
+                "prefix": prefix_tensors(prefixes, m)}
 
     def _logits(self, head, batch) -> torch.Tensor:
         return head(batch["states"], batch["mask"], batch["mentions"], batch["mention_mask"], batch["slot"],
-                    batch["op"], batch["rows"])
+                    batch["op"], batch["rows"], batch["prefix"])
 
     def codes(self, examples, corpus, maps) -> dict[str, np.ndarray]:
         v = len(maps["constants"])
@@ -182,16 +197,17 @@ class C3Task(Task):
 
 def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch.Tensor,
                           starts: np.ndarray, ends: np.ndarray, mentions: Sequence[MentionView],
-                          requests: Sequence[tuple[int, int]], constants: Sequence[str],
+                          requests: Sequence[tuple[int, int, PrefixArrays]], constants: Sequence[str],
                           temperature: float) -> list[list[dict[Candidate, float]]]:
-    """For one problem ((1, T, H) states) and requests ``[(slot, op index), …]``: per request, one
-    calibrated candidate distribution per operand position (masked candidates omitted)."""
+    """For one problem ((1, T, H) states) and requests ``[(slot, op index, prefix), …]``: per
+    request, one calibrated candidate distribution per operand position (masked candidates omitted)."""
     n = len(requests)
     if n == 0:
         return []
     ment, ment_mask = mention_tensors([(starts, ends)], [mentions], states.shape[1])
     logits = head(states, mask, ment, ment_mask, torch.tensor([r[0] for r in requests]),
-                  torch.tensor([r[1] for r in requests]), torch.zeros(n, dtype=torch.long))
+                  torch.tensor([r[1] for r in requests]), torch.zeros(n, dtype=torch.long),
+                  prefix_tensors([r[2] for r in requests], ment.shape[1]))
     probs = torch.softmax(logits / temperature, dim=-1).numpy()  # (n, P, C)
     valid = (logits > MASKED / 2).numpy()
     out = []

@@ -138,6 +138,7 @@ class C1Example:
 class C2Example:
     index: int
     ops: np.ndarray  # (K,) op indices, NONE past the program
+    program: tuple = ()  # the C3-labelled steps (ProgramStep), for the next-op head
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class C3Example:
     slot: int  # 0-based step slot k
     op: int  # op index
     targets: tuple[tuple, ...]  # MAX_OPERANDS entries: ("problem", i, r) | ("step", j) | ("constant", c) | ("end",) | ("ignore",)
+    prefix: tuple[ProgramStep, ...] = ()  # the k earlier steps (op index, operand targets)
 
 
 @dataclass(frozen=True)
@@ -166,6 +168,7 @@ class C6Example:
     index: int
     answer_slot: int  # 0-based
     answer_type: int  # index into ANSWER_TYPES
+    program: tuple[ProgramStep, ...] = ()  # steps through the answer step (C3 labels), for the stop head
 
 
 def c1_examples(records: Sequence[ProblemData], encoded: Sequence[Any]) -> list[C1Example]:
@@ -178,8 +181,12 @@ def c1_examples(records: Sequence[ProblemData], encoded: Sequence[Any]) -> list[
     return out
 
 
-def c2_examples(records: Sequence[ProblemData], ops: Sequence[str]) -> list[C2Example]:
+def c2_examples(records: Sequence[ProblemData], ops: Sequence[str],
+                mentions: Sequence[Sequence[MentionView]] | None = None, constants: Sequence[str] = ()) -> list[C2Example]:
+    """One example per problem: the op per slot; with ``mentions`` also its C3-labelled steps
+    (the next-op head learns step k's op from steps 0..k-1) when they agree with the C2 ops."""
     index = {op: k for k, op in enumerate(ops)}
+    const_index = {c: k for k, c in enumerate(constants)}
     out = []
     for i, r in enumerate(records):
         steps = r.labels.get("C2", {}).get("steps")
@@ -187,43 +194,70 @@ def c2_examples(records: Sequence[ProblemData], ops: Sequence[str]) -> list[C2Ex
             continue
         targets = np.full(MAX_STEPS, index[NONE_OP], dtype=np.int64)
         targets[: len(steps)] = [index[str(s["op"])] for s in steps]
-        out.append(C2Example(i, targets))
+        program: tuple = ()
+        if mentions is not None:
+            program = tuple(program_steps(r, mentions[i], index, const_index) or ())
+            if [op for op, _ in program] != targets[: len(steps)].tolist():
+                program = ()
+        out.append(C2Example(i, targets, program))
+    return out
+
+
+ProgramStep = tuple[int, tuple[tuple, ...]]
+"""One labelled step as the prefix-conditioned heads see it: (op index, operand targets) with
+targets ``("problem", i, r)`` | ``("step", j)`` | ``("constant", c)`` | ``("ignore",)``."""
+
+
+def program_steps(record: ProblemData, mentions: Sequence[MentionView], op_index: Mapping[str, int],
+                  const_index: Mapping[str, int]) -> list[ProgramStep] | None:
+    """The C3-labelled program of one problem as (op index, operand targets) per step, or None
+    when it has no C3 label, an op outside the vocabulary or more than ``MAX_STEPS`` steps.
+
+    A constant outside the vocabulary or an ungroundable span becomes ``("ignore",)``.
+    """
+    steps = record.labels.get("C3", {}).get("steps")
+    if not steps or len(steps) > MAX_STEPS or any(str(s["op"]) not in op_index for s in steps):
+        return None
+    out: list[ProgramStep] = []
+    for k, step in enumerate(steps):
+        targets: list[tuple] = []
+        for o in step.get("operands", []):
+            kind = o.get("kind")
+            if kind == "problem":
+                m = mention_index(mentions, int(o["start"]), int(o["end"]))
+                reading = o.get("reading", "literal")
+                ok = m is not None and reading in READINGS
+                targets.append(("problem", m, READINGS.index(reading)) if ok else ("ignore",))
+            elif kind == "step":
+                j = int(o["ref"]) - 1
+                targets.append(("step", j) if 0 <= j < k else ("ignore",))
+            elif kind == "constant":
+                c = const_index.get(str(o["value"]))
+                targets.append(("constant", c) if c is not None else ("ignore",))
+            else:
+                targets.append(("ignore",))
+        out.append((op_index[str(step["op"])], tuple(targets)))
     return out
 
 
 def c3_examples(
     records: Sequence[ProblemData], mentions: Sequence[Sequence[MentionView]], ops: Sequence[str], constants: Sequence[str]
 ) -> list[C3Example]:
-    """One example per labelled step. Operands past ``MAX_OPERANDS`` drop the step; a constant
-    outside the vocabulary or an ungroundable span makes that position ``("ignore",)``."""
+    """One example per labelled step, with the program's earlier steps as its prefix. A step with
+    more than ``MAX_OPERANDS`` operands is dropped (it still appears in later prefixes)."""
     op_index = {op: k for k, op in enumerate(ops)}
     const_index = {c: k for k, c in enumerate(constants)}
     out = []
     for i, r in enumerate(records):
-        for k, step in enumerate(r.labels.get("C3", {}).get("steps", [])):
-            operands = step.get("operands", [])
-            if k >= MAX_STEPS or len(operands) >= MAX_OPERANDS + 1 or str(step["op"]) not in op_index:
+        program = program_steps(r, mentions[i], op_index, const_index)
+        for k, (op, operands) in enumerate(program or ()):
+            if len(operands) > MAX_OPERANDS:
                 continue
-            targets: list[tuple] = []
-            for o in operands:
-                kind = o.get("kind")
-                if kind == "problem":
-                    m = mention_index(mentions[i], int(o["start"]), int(o["end"]))
-                    reading = o.get("reading", "literal")
-                    ok = m is not None and reading in READINGS
-                    targets.append(("problem", m, READINGS.index(reading)) if ok else ("ignore",))
-                elif kind == "step":
-                    j = int(o["ref"]) - 1
-                    targets.append(("step", j) if 0 <= j < k else ("ignore",))
-                elif kind == "constant":
-                    c = const_index.get(str(o["value"]))
-                    targets.append(("constant", c) if c is not None else ("ignore",))
-                else:
-                    targets.append(("ignore",))
+            targets = list(operands)
             if len(targets) < MAX_OPERANDS:
                 targets.append(("end",))
             targets += [("ignore",)] * (MAX_OPERANDS - len(targets))
-            out.append(C3Example(i, k, op_index[str(step["op"])], tuple(targets)))
+            out.append(C3Example(i, k, op, tuple(targets), tuple(program[:k])))
     return out
 
 
@@ -259,7 +293,12 @@ def c5_examples(records: Sequence[ProblemData]) -> list[C5Example]:
     return out
 
 
-def c6_examples(records: Sequence[ProblemData]) -> list[C6Example]:
+def c6_examples(records: Sequence[ProblemData], mentions: Sequence[Sequence[MentionView]] | None = None,
+                ops: Sequence[str] = (), constants: Sequence[str] = ()) -> list[C6Example]:
+    """One example per problem; with ``mentions`` and ``ops`` each carries its C3-labelled steps
+    through the answer step (empty when the C3 label is missing or does not reach it)."""
+    op_index = {op: k for k, op in enumerate(ops)}
+    const_index = {c: k for k, c in enumerate(constants)}
     out = []
     for i, r in enumerate(records):
         payload = r.labels.get("C6")
@@ -269,7 +308,11 @@ def c6_examples(records: Sequence[ProblemData]) -> list[C6Example]:
         kind = payload.get("answer_type", "integer")
         if not 0 <= slot < MAX_STEPS or kind not in ANSWER_TYPES:
             continue
-        out.append(C6Example(i, slot, ANSWER_TYPES.index(kind)))
+        program: tuple[ProgramStep, ...] = ()
+        if mentions is not None and op_index:
+            steps = program_steps(r, mentions[i], op_index, const_index) or []
+            program = tuple(steps[: slot + 1]) if len(steps) > slot else ()
+        out.append(C6Example(i, slot, ANSWER_TYPES.index(kind), program))
     return out
 
 

@@ -22,17 +22,18 @@ from sqlalchemy.orm import Session
 
 from app.db.models import LabelTask, SpecialistModel
 from app.errors import UserError
-from app.inference.proposals import ANSWER_TYPES, Candidate, OperandRequest, Proposal
+from app.inference.proposals import ANSWER_TYPES, Candidate, OperandRequest, Prefix, Proposal
 from training.c1_segmenter import relevance
-from training.c2_classifier import op_probs
+from training.c2_classifier import next_op_probs, op_probs
 from training.c3_extractor import operand_distributions
 from training.c4_implicit import constant_probs
 from training.c5_dependency import depends
-from training.c6_answer import answer_probs
+from training.c6_answer import answer_probs, stop_probs
 from training.catalog import SPECIALISTS
 from training.checkpoint import artifact_sha256, load_artifact
 from training.encoder import Backbone, Encoded, encode_cached, load_backbone
 from training.examples import NONE_OP, mentions_of, pad_states
+from training.prefix import contract_prefix, prefix_arrays
 
 _VERSION_PART = re.compile(r"(C[1-6])(v\d+)")
 
@@ -111,6 +112,7 @@ class TrainedSpecialists:
     def __init__(self, specialists: dict[str, LoadedSpecialist], batch_size: int = 32):
         self.specialists = specialists
         self.batch_size = batch_size
+        self._problem: tuple[str, str, Any] | None = None  # (backbone key, text, (enc, states, mentions))
 
     @property
     def model_version(self) -> str:
@@ -186,17 +188,60 @@ class TrainedSpecialists:
             ))
         return proposals
 
+    def _one(self, spec: LoadedSpecialist, text: str):
+        """(encoding, (1, T, H) states, mentions) of one problem; the last one is kept, as the
+        search asks C3 and C6 about the same problem once per slot."""
+        key = spec.backbone.fingerprint + str(spec.backbone.max_tokens)
+        if self._problem is None or self._problem[:2] != (key, text):
+            enc = self._encode(spec.backbone, [text])[0]
+            states = torch.from_numpy(enc.states.astype(np.float32))[None]
+            self._problem = (key, text, (enc, states, mentions_of(text)))
+        return self._problem[2]
+
     def operands(self, text: str, requests: Sequence[OperandRequest]) -> list[list[dict[Candidate, float]]]:
-        """C3 for one problem and many (slot, op) requests in one padded pass."""
+        """C3 for one problem and many (slot, op, prefix) requests in one padded pass."""
         spec = self.specialists["C3"]
         ops = spec.maps["ops"]
         op_index = {op: k for k, op in enumerate(ops)}
-        enc = self._encode(spec.backbone, [text])[0]
-        states = torch.from_numpy(enc.states.astype(np.float32))[None]
-        mask = torch.ones(1, len(enc.starts), dtype=torch.bool)
+        enc, states, mentions = self._one(spec, text)
+        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
+        queries = [(r.slot, op_index.get(r.op, op_index[NONE_OP]),
+                    prefix_arrays(contract_prefix(r.prefix, op_index, spec.maps["constants"]), len(mentions)))
+                   for r in requests]
         with torch.no_grad():
-            return operand_distributions(
-                spec.head, states, mask, enc.starts, enc.ends, mentions_of(text),
-                [(r.slot, op_index.get(r.op, op_index[NONE_OP])) for r in requests],
-                spec.maps["constants"], spec.temperatures["operand"],
-            )
+            return operand_distributions(spec.head, states, mask, enc.starts, enc.ends, mentions, queries,
+                                         spec.maps["constants"], spec.temperatures["operand"])
+
+    def stops(self, text: str, prefixes: Sequence[Prefix]) -> list[float] | None:
+        """C6's stop head for one problem and many partial programs in one padded pass (None when
+        the loaded C6 has no stop head)."""
+        spec = self.specialists["C6"]
+        if getattr(spec.head, "stop", None) is None:
+            return None
+        if not prefixes:
+            return []
+        op_index = {op: k for k, op in enumerate(spec.maps["ops"])}
+        enc, states, mentions = self._one(spec, text)
+        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
+        arrays = [prefix_arrays(contract_prefix(p, op_index, spec.maps["constants"]), len(mentions)) for p in prefixes]
+        with torch.no_grad():
+            return stop_probs(spec.head, states, mask, enc.starts, enc.ends, mentions, arrays,
+                              spec.temperatures["stop"]).tolist()
+
+    def next_ops(self, text: str, prefixes: Sequence[Prefix]) -> list[dict[str, float]] | None:
+        """C2's next-op head for one problem and many partial programs in one padded pass (None
+        when the loaded C2 has no such head)."""
+        spec = self.specialists["C2"]
+        if getattr(spec.head, "next_op", None) is None:
+            return None
+        if not prefixes:
+            return []
+        ops = spec.maps["ops"]
+        op_index = {op: k for k, op in enumerate(ops)}
+        enc, states, mentions = self._one(spec, text)
+        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
+        arrays = [prefix_arrays(contract_prefix(p, op_index, spec.maps["constants"]), len(mentions)) for p in prefixes]
+        with torch.no_grad():
+            probs = next_op_probs(spec.head, states, mask, enc.starts, enc.ends, mentions, arrays,
+                                  spec.temperatures["next_op"])
+        return [dict(zip(ops, row.tolist())) for row in probs]

@@ -77,11 +77,26 @@ class Proposal:
 
 
 @dataclass(frozen=True)
+class PrefixStep:
+    """An earlier step of a candidate program, as C3 and C6 condition on it: its op and operand
+    candidates (the tuples of the module docstring)."""
+
+    op: str
+    operands: tuple[Candidate, ...]
+
+
+Prefix = tuple[PrefixStep, ...]
+"""The steps of a partial program in slot order (slot ``j`` is ``prefix[j]``)."""
+
+
+@dataclass(frozen=True)
 class OperandRequest:
-    """One C3 query: which operands does step slot ``slot`` with operation ``op`` take?"""
+    """One C3 query: which operands does step slot ``slot`` with operation ``op`` take, after the
+    steps ``prefix`` (``len(prefix) == slot`` when given; ``()``: no prefix information)?"""
 
     slot: int
     op: str
+    prefix: Prefix = ()
 
 
 class Specialists(Protocol):
@@ -102,6 +117,19 @@ class Specialists(Protocol):
         Returns, per request, one distribution per operand position (at most ``MAX_OPERANDS``),
         each mapping candidates (see the module docstring) to probabilities.
         """
+        ...
+
+    def stops(self, text: str, prefixes: Sequence[Prefix]) -> list[float] | None:
+        """C6 for one problem and many partial programs in one padded pass: per prefix (≥ 1 step),
+        P(its last step is the answer step, so the program ends there); ``[]`` for no prefixes.
+        ``None`` when the loaded C6 has no prefix-conditioned head (the search then uses
+        ``Proposal.answer_step_probs``)."""
+        ...
+
+    def next_ops(self, text: str, prefixes: Sequence[Prefix]) -> list[dict[str, float]] | None:
+        """C2 for one problem and many partial programs in one padded pass: per prefix, P(op of
+        the next step) by op name; ``[]`` for no prefixes. ``None`` when the loaded C2 has no
+        prefix-conditioned head (the search then uses ``Proposal.op_probs`` per slot)."""
         ...
 
 

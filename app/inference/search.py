@@ -8,20 +8,23 @@ database, a model or a gold answer.
 Algorithm, per problem:
 
 1. **θ-collapse** every decision (:func:`collapse`): the top choice alone when its probability is
-   at least ``theta``, else the ``top_k`` most probable. Decisions are the number of steps
-   (C6's answer slot), the operation of each slot (C2; NONE and EQUATION — which needs an
-   equation text no specialist writes — excluded), each operand position of
-   each (slot, op) (C3) and the answer type (C6).
-2. :func:`plan_requests` lists every (slot, op) pair the beam can reach; the caller queries C3
-   for all of them in **one** padded pass (``Specialists.operands``).
-3. **Beam over step slots**: a path is a prefix of steps with a score, the product of the
-   probabilities of its choices (times C5's agreement with its dependency edges,
+   at least ``theta``, else the ``top_k`` most probable. Decisions are whether a partial program
+   ends (C6), the operation of each slot (C2; NONE and EQUATION — which needs an equation text
+   no specialist writes — excluded), each operand position of each (slot, op) (C3) and the
+   answer type (C6).
+2. :func:`plan_requests` collapses C2's ops per slot (and C6's static step-count distribution).
+3. **Beam over step slots** (:func:`beam`): a path is a prefix of steps with a score, the product
+   of the probabilities of its choices (times C5's agreement with its dependency edges,
    ``dependency_weight``, ``dead_step_factor`` per unused step, ``duplicate_factor`` per step
-   taking one operand twice, and C1's agreement with the number mentions used, ``coverage_weight``). Each new step is executed
-   as the path grows (:func:`step_value`: the executor's operations and bounds, rationals done
-   exactly with ``Fraction``; prefixes shared), a step that fails ends its path; after each slot
-   only the ``max_paths`` best paths are kept; a path whose length reaches its step count is
-   complete.
+   taking one operand twice, and C1's agreement with the number mentions used,
+   ``coverage_weight``). At each slot the whole frontier asks C6 whether it ends here
+   (``Specialists.stops``, one padded pass) and C3 for its operands given its prefix
+   (``Specialists.operands``, one padded pass); specialists without the prefix-conditioned
+   heads fall back to C6's answer-slot distribution and one prefix-free C3 pass
+   (:func:`search`). Each new step is executed as the path grows (:func:`step_value`: the
+   executor's operations and bounds, rationals done exactly with ``Fraction``; prefixes
+   shared), a step that fails ends its path; after each slot only the ``max_paths`` best paths
+   are kept.
 4. Answers whose type C6's collapsed answer-type set excludes are dropped; the others are
    weighted by C6's probability of their type.
 5. **Vote**: equal answers (exact sympy equality, then numeric-then-symbolic equality for
@@ -51,14 +54,14 @@ from app.execution.limits import DEFAULT_LIMITS, Limits
 from app.execution.operations import evaluate_op, parse_literal
 from app.execution.program import Operand, Program, Step, rational_text
 from app.inference.proposals import (
-    ANSWER_TYPES, MAX_OPERANDS, Candidate, OperandRequest, Proposal,
+    ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, Candidate, OperandRequest, Prefix, PrefixStep, Proposal,
 )
 
 __all__ = [
     "SearchConfig", "SearchResult", "Path", "collapse", "plan_requests", "search",
     "value_answer_types", "format_answer_value", "NO_NUMBERS", "NO_PROGRAM", "NO_EXECUTABLE",
     "NO_CONSISTENT", "search_with", "beam", "operand_lists", "path_program", "program_json", "Plan",
-    "PlannedStep", "OperandsFn", "operand_value", "step_value", "to_sympy",
+    "PlannedStep", "OperandsFn", "StopsFn", "NextOpsFn", "static_stops", "path_prefix", "collapse_ops", "operand_value", "step_value", "to_sympy",
 ]
 
 NONE_OP = "NONE"
@@ -135,8 +138,9 @@ class PlannedStep:
 
 @dataclass(frozen=True)
 class Path:
-    """A (possibly partial) candidate program: ``n_steps`` slots planned, ``steps`` filled,
-    ``values`` their executed results (``Fraction`` for rationals, else a sympy number)."""
+    """A candidate program: ``steps`` filled, ``values`` their executed results (``Fraction`` for
+    rationals, else a sympy number); ``n_steps`` is 0 while the path is open and its length once
+    it ended; ``n_steps_p`` the product of its stop/continue decisions (C6)."""
 
     n_steps: int
     n_steps_p: float
@@ -146,7 +150,7 @@ class Path:
 
     @property
     def complete(self) -> bool:
-        return len(self.steps) == self.n_steps
+        return self.n_steps > 0 and len(self.steps) == self.n_steps
 
 
 @dataclass
@@ -158,23 +162,28 @@ class Plan:
     requests: list[OperandRequest]
 
 
-def plan_requests(proposal: Proposal, config: SearchConfig = SearchConfig()) -> Plan:
-    """Collapse C6's step count and C2's ops; list every reachable (slot, op) for one C3 pass."""
+def collapse_ops(distribution: dict[str, float], config: SearchConfig) -> list[tuple[str, float]]:
+    """θ-collapse one op decision over the executable ops (NONE and EQUATION removed, the rest
+    renormalised); ``[]`` when they carry no mass."""
+    real = {op: float(p) for op, p in distribution.items() if op != NONE_OP and op in OP_ARITY and op != "EQUATION"}
+    mass = sum(real.values())
+    if mass <= 0.0:
+        return []
+    return collapse([(op, p / mass) for op, p in real.items()], config.theta, config.top_k)
+
+
+def plan_requests(proposal: Proposal, config: SearchConfig = SearchConfig(), slots: int | None = None) -> Plan:
+    """Collapse C6's step count and C2's ops; list every reachable (slot, op) for one C3 pass.
+
+    ``slots``: plan C2's ops for this many slots (default: up to the largest kept step count).
+    """
     answer_probs = np.asarray(proposal.answer_step_probs, dtype=float)
     step_counts = [(int(slot) + 1, p) for slot, p in
                    collapse(list(enumerate(answer_probs.tolist())), config.theta, config.top_k)]
-    max_steps = max((n for n, _ in step_counts), default=0)
+    max_steps = slots if slots is not None else max((n for n, _ in step_counts), default=0)
     op_probs = np.asarray(proposal.op_probs, dtype=float)
-    real_ops = [(index, op) for index, op in enumerate(proposal.ops) if op != NONE_OP and op in OP_ARITY and op != "EQUATION"]
-    slot_ops: list[list[tuple[str, float]]] = []
-    for slot in range(max_steps):
-        row = op_probs[slot] if slot < len(op_probs) else np.zeros(len(proposal.ops))
-        mass = float(sum(row[index] for index, _ in real_ops))
-        if mass <= 0.0:
-            slot_ops.append([])
-            continue
-        distribution = [(op, float(row[index]) / mass) for index, op in real_ops]
-        slot_ops.append(collapse(distribution, config.theta, config.top_k))
+    slot_ops = [collapse_ops(dict(zip(proposal.ops, (op_probs[slot] if slot < len(op_probs) else []))), config)
+                for slot in range(max_steps)]
     requests = [OperandRequest(slot, op) for slot in range(max_steps) for op, _ in slot_ops[slot]]
     return Plan(step_counts, slot_ops, requests)
 
@@ -258,53 +267,104 @@ def _dependency_factor(depends: np.ndarray, slot: int, operands: Sequence[Candid
     return factor ** weight
 
 
-def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ...], tuple[float, ...], float]]],
-         depends: np.ndarray, config: SearchConfig,
-         leaf: Callable[[Candidate], Value] | None = None,
-         mention_relevance: Sequence[float] = ()) -> tuple[list[Path], int]:
+OperandsFn = Callable[[Sequence[OperandRequest]], list[list[dict[Candidate, float]]]]
+"""C3: per request, one candidate distribution per operand position."""
+StopsFn = Callable[[Sequence[Prefix]], Sequence[float]]
+"""Per partial program (≥ 1 step), P(the program ends after its last step)."""
+NextOpsFn = Callable[[Sequence[Prefix]], Sequence[dict[str, float]]]
+"""Per partial program, P(op of its next step) by op name."""
+
+
+def static_stops(step_counts: Sequence[tuple[int, float]]) -> StopsFn:
+    """The stop probabilities a fixed step-count distribution implies (C6's answer slot, already
+    θ-collapsed): after k steps, P(n = k) / P(n ≥ k) over the kept counts — so a path that stops
+    at n steps carries exactly P(n)."""
+    mass = {n: p for n, p in step_counts}
+
+    def stops(prefixes: Sequence[Prefix]) -> list[float]:
+        out = []
+        for prefix in prefixes:
+            k = len(prefix)
+            rest = sum(p for n, p in mass.items() if n >= k)
+            out.append(mass.get(k, 0.0) / rest if rest > 0 else 1.0)
+        return out
+
+    return stops
+
+
+def path_prefix(path: Path) -> Prefix:
+    """The contract's view of a partial program (ops and operand candidates per slot)."""
+    return tuple(PrefixStep(step.op, step.operands) for step in path.steps)
+
+
+def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.ndarray, n_mentions: int,
+         config: SearchConfig, leaf: Callable[[Candidate], Value] | None = None,
+         mention_relevance: Sequence[float] = (), collapse_stops: bool = True,
+         ops_fn: NextOpsFn | None = None) -> tuple[list[Path], int]:
     """Complete paths, best first (at most ``max_paths``), by a beam over step slots.
 
-    With ``leaf`` (a problem/constant candidate's value) every new step is executed as the path
-    grows (:func:`step_value`, prefixes shared) and a step that fails to execute ends its path
-    there. Returns ``(paths, number of extensions that failed to execute)``.
+    Per slot: every open path of ≥ 1 step first decides whether it ends (``stops_fn``, one call
+    for the whole frontier; θ-collapsed unless ``collapse_stops`` is False), then picks each
+    path's ops (``ops_fn``, C2 given the prefix, one call; without it the plan's ops of the
+    slot), then ``operands_fn`` (C3) answers every (path, op) request of the slot in one call,
+    each request carrying its path's prefix; only the ``max_paths`` best extensions are kept. With ``leaf`` (a
+    problem/constant candidate's value) every new step is executed as the path grows
+    (:func:`step_value`, prefixes shared) and a step that fails ends its path there. A path still
+    open after the last planned slot ends there. Returns ``(paths, number of extensions that
+    failed to execute)``.
     """
-    frontier = [Path(n, p, (), p) for n, p in plan.step_counts if n >= 1]
+    frontier = [Path(0, 1.0, (), 1.0)]
     finished: list[Path] = []
     failed = 0
     coverage: dict[frozenset[int], float] = {}
-    slot = 0
-    while frontier:
-        # Per (op, operand list) of this slot: its probability, C5 factor and the slots it uses.
-        choices = []
-        for op, op_p in plan.slot_ops[slot] if slot < len(plan.slot_ops) else []:
-            for operands, ps, score in lists.get((slot, op), []):
-                factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
-                used = frozenset(int(c[1]) for c in operands if c[0] == "step")
-                mentions = frozenset(int(c[1]) for c in operands if c[0] == "problem")
-                choices.append((PlannedStep(op, op_p, operands, ps), op_p * score * factor, used, mentions))
-        grown: list[tuple[float, int, int]] = []
-        for index, path in enumerate(frontier):
-            completes = len(path.steps) + 1 == path.n_steps
-            unused_before = frozenset(range(slot)) - _used_slots(path) if completes else frozenset()
-            mentions_before = _used_mentions(path) if completes else frozenset()
-            for choice_index, (_, p, used, mentions) in enumerate(choices):
-                score = path.score * p
-                if completes and unused_before and config.dead_step_factor != 1.0:
-                    dead = len(unused_before - used)
-                    if dead:
-                        score *= config.dead_step_factor ** dead
-                if completes and config.coverage_weight and len(mention_relevance):
-                    covered = mentions_before | mentions
-                    if covered not in coverage:
-                        coverage[covered] = _coverage(mention_relevance, covered) ** config.coverage_weight
-                    score *= coverage[covered]
-                grown.append((score, index, choice_index))
+
+    def finish(path: Path, p_stop: float) -> Path:
+        score = path.score * p_stop
+        slots = len(path.steps)
+        dead = len(frozenset(range(slots - 1)) - _used_slots(path))
+        if dead and config.dead_step_factor != 1.0:
+            score *= config.dead_step_factor ** dead
+        if config.coverage_weight and len(mention_relevance):
+            covered = _used_mentions(path)
+            if covered not in coverage:
+                coverage[covered] = _coverage(mention_relevance, covered) ** config.coverage_weight
+            score *= coverage[covered]
+        return Path(slots, path.n_steps_p * p_stop, path.steps, score, path.values)
+
+    for slot, slot_ops in enumerate(plan.slot_ops):
+        if slot > 0 and frontier:
+            stay: list[Path] = []
+            for path, p_stop in zip(frontier, stops_fn([path_prefix(path) for path in frontier])):
+                p_stop = min(max(float(p_stop), 0.0), 1.0)
+                choices = [("stop", p_stop), ("go", 1.0 - p_stop)]
+                for choice, p in (collapse(choices, config.theta, 2) if collapse_stops else choices):
+                    if p <= 0.0:
+                        continue
+                    if choice == "stop":
+                        finished.append(finish(path, p))
+                    else:
+                        stay.append(Path(0, path.n_steps_p * p, path.steps, path.score * p, path.values))
+            frontier = stay
+        if not frontier:
+            break
+        prefixes = [path_prefix(path) for path in frontier]
+        path_ops = ([collapse_ops(row, config) for row in ops_fn(prefixes)] if ops_fn is not None
+                    else [slot_ops] * len(frontier))
+        requests = [OperandRequest(slot, op, prefix) for prefix, ops in zip(prefixes, path_ops) for op, _ in ops]
+        if not requests:
+            break
+        answers = iter(operands_fn(requests))
+        grown: list[tuple[float, Path, PlannedStep]] = []
+        for path, ops in zip(frontier, path_ops):
+            for op, op_p in ops:
+                for operands, ps, score in operand_lists(next(answers), slot, op, n_mentions, config):
+                    factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
+                    grown.append((path.score * op_p * score * factor, path, PlannedStep(op, op_p, operands, ps)))
         grown.sort(key=lambda item: -item[0])
         kept: list[Path] = []
-        for score, index, choice_index in grown:
+        for score, path, step in grown:
             if len(kept) >= config.max_paths:
                 break
-            path, step = frontier[index], choices[choice_index][0]
             values = path.values
             if leaf is not None:
                 try:
@@ -312,10 +372,9 @@ def beam(plan: Plan, lists: dict[tuple[int, str], list[tuple[tuple[Candidate, ..
                 except ExecutionError:
                     failed += 1
                     continue
-            kept.append(Path(path.n_steps, path.n_steps_p, path.steps + (step,), score, values))
-        finished.extend(path for path in kept if path.complete)
-        frontier = [path for path in kept if not path.complete]
-        slot += 1
+            kept.append(Path(0, path.n_steps_p, path.steps + (step,), score, values))
+        frontier = kept
+    finished.extend(finish(path, 1.0) for path in frontier if path.steps)
     finished.sort(key=lambda path: -path.score)
     return finished[: config.max_paths], failed
 
@@ -593,25 +652,33 @@ def _leaf_values(proposal: Proposal) -> Callable[[Candidate], Value]:
 
 def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Candidate, float]]],
            config: SearchConfig = SearchConfig()) -> SearchResult:
-    """Run the search for one problem given its plan and C3's answers to ``plan.requests``.
+    """Run the search for one problem given its plan and C3's answers to ``plan.requests``
+    (prefix-free: ``operands[i]`` answers ``plan.requests[i]`` for every path) and C6's step
+    count distribution (``plan.step_counts``)."""
+    table = {(request.slot, request.op): positions for request, positions in zip(plan.requests, operands)}
 
-    ``operands[i]`` is C3's per-position distributions for ``plan.requests[i]``. Steps execute
-    as the beam grows (:func:`step_value`); the winning program is executed again by the safe
-    executor (:func:`~app.execution.executor.execute_program`), and with ``verify_all`` every
-    candidate is.
+    def lookup(requests: Sequence[OperandRequest]) -> list:
+        return [table.get((request.slot, request.op), []) for request in requests]
+
+    return _search(proposal, plan, lookup, static_stops(plan.step_counts), config, collapse_stops=False)
+
+
+def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, config: SearchConfig,
+            collapse_stops: bool, ops_fn: NextOpsFn | None = None) -> SearchResult:
+    """The search of one problem once its plan is made: beam, answer types, vote, executor check.
+
+    Steps execute as the beam grows (:func:`step_value`); the winning program is executed again
+    by the safe executor (:func:`~app.execution.executor.execute_program`), and with
+    ``verify_all`` every candidate is.
     """
     if not proposal.mentions:
         return SearchResult(None, None, None, None, 0, False, [], NO_NUMBERS, {}, plan)
-    lists = {}
-    for request, positions in zip(plan.requests, operands):
-        lists[(request.slot, request.op)] = operand_lists(positions, request.slot, request.op,
-                                                          len(proposal.mentions), config)
     depends = np.asarray(proposal.depends, dtype=float)
     if depends.ndim != 2:
         depends = np.full((0, 0), 0.5)
     relevance = mention_relevance(proposal)
-    paths, failed = beam(plan, lists, depends, config, _leaf_values(proposal),
-                         relevance if config.coverage_weight else [])
+    paths, failed = beam(plan, operands_fn, stops_fn, depends, len(proposal.mentions), config,
+                         _leaf_values(proposal), relevance if config.coverage_weight else [], collapse_stops, ops_fn)
     if not paths:
         reason = NO_EXECUTABLE if failed else NO_PROGRAM
         return SearchResult(None, None, None, None, failed, False, [], reason, {"failed": failed, "type": 0}, plan)
@@ -703,11 +770,22 @@ def _rank(executed: list[Executed], config: SearchConfig, mention_values: list[F
     return groups, features
 
 
-OperandsFn = Callable[[Sequence[OperandRequest]], list[list[dict[Candidate, float]]]]
+def search_with(proposal: Proposal, operands_fn: OperandsFn, config: SearchConfig = SearchConfig(),
+                stops_fn: Callable[[Sequence[Prefix]], Sequence[float] | None] | None = None,
+                ops_fn: Callable[[Sequence[Prefix]], Sequence[dict[str, float]] | None] | None = None) -> SearchResult:
+    """Plan and search one problem with live specialists.
 
-
-def search_with(proposal: Proposal, operands_fn: OperandsFn, config: SearchConfig = SearchConfig()) -> SearchResult:
-    """Plan, ask ``operands_fn`` (C3) once for every request, search."""
+    Without learned stops (``stops_fn`` None, or returning None for ``[]``: a C6 without its
+    prefix head) the step count is C6's answer slot and C3 is asked once for every (slot, op) of
+    the plan. With them the beam runs over up to ``MAX_STEPS`` slots, asking C6 whether each
+    path ends, C2 for each path's next op (``ops_fn``, when it answers ``[]`` with a list; else
+    the per-slot ops of the plan) and C3 for each path's operands given its prefix — one call
+    per slot for the whole frontier.
+    """
+    if stops_fn is not None and proposal.mentions and stops_fn([]) is not None:  # [] for a C6 with a stop head
+        plan = plan_requests(proposal, config, slots=MAX_STEPS)
+        live_ops = ops_fn if ops_fn is not None and ops_fn([]) is not None else None
+        return _search(proposal, plan, operands_fn, stops_fn, config, collapse_stops=True, ops_fn=live_ops)
     plan = plan_requests(proposal, config)
     if not proposal.mentions:
         return search(proposal, plan, [], config)

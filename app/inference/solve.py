@@ -17,7 +17,7 @@ import numpy as np
 
 from app.inference.proposals import ANSWER_TYPES, Proposal, Specialists
 from app.execution.program import rational_text
-from app.inference.search import Path, SearchConfig, SearchResult, operand_value, plan_requests, search
+from app.inference.search import Path, SearchConfig, SearchResult, operand_value, search_with
 from app.inference.selector import Selector, versioned
 
 __all__ = ["Solution", "solve", "solve_proposal", "prediction_payloads", "WithSelector"]
@@ -72,8 +72,21 @@ class WithSelector:
     def operands(self, text, requests):
         return self.specialists.operands(text, requests)
 
+    def stops(self, text, prefixes):
+        return _optional(self.specialists, "stops", text, prefixes)
+
+    def next_ops(self, text, prefixes):
+        return _optional(self.specialists, "next_ops", text, prefixes)
+
     def __getattr__(self, name: str):
         return getattr(self.specialists, name)
+
+
+def _optional(specialists: Specialists, method: str, text: str, prefixes):
+    """A prefix-conditioned answer (``stops``: C6, ``next_ops``: C2), or None for specialists
+    without that head."""
+    call = getattr(specialists, method, None)
+    return call(text, prefixes) if call is not None else None
 
 
 def _pipeline_config(specialists: Specialists, config: SearchConfig) -> SearchConfig:
@@ -86,8 +99,8 @@ def solve(texts: Sequence[str], specialists: Specialists, config: SearchConfig =
           batch_size: int = 32) -> list[Solution]:
     """Answer each problem text with the specialists (no gold anywhere).
 
-    C1/C2/C4/C5/C6 run in one padded pass per ``batch_size`` texts; C3 in one pass per problem
-    for all its (slot, op) requests.
+    C1/C2/C4/C5/C6 run in one padded pass per ``batch_size`` texts; C3 (and C6's stop head) in
+    one pass per problem and slot for all the beam's (slot, op, prefix) requests.
     """
     config = _pipeline_config(specialists, config)
     solutions: list[Solution] = []
@@ -106,9 +119,9 @@ def solve_proposal(text: str, proposal: Proposal, specialists: Specialists,
     """Search one problem whose C1/C2/C4/C5/C6 proposal is already computed."""
     began = time.perf_counter()
     config = _pipeline_config(specialists, config)
-    plan = plan_requests(proposal, config)
-    operands = specialists.operands(text, plan.requests) if (plan.requests and proposal.mentions) else []
-    result = search(proposal, plan, operands, config)
+    result = search_with(proposal, lambda requests: specialists.operands(text, requests), config,
+                         lambda prefixes: _optional(specialists, "stops", text, prefixes),
+                         lambda prefixes: _optional(specialists, "next_ops", text, prefixes))
     ms = shared_ms + (time.perf_counter() - began) * 1000.0
     payloads, confidences = prediction_payloads(proposal, result)
     return Solution(
