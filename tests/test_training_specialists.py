@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import SpecialistModel
-from app.inference.proposals import ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, OperandRequest
+from app.inference.proposals import ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, OperandRequest, PrefixStep
 from tests.training_helpers import make_snapshot, seed_labels, tiny_train_config, train_tiny_specialists
 
 
@@ -43,6 +43,18 @@ def test_train_load_propose_and_round_trip(db_session, home: Path, tmp_path: Pat
     assert ("step", 0) not in first[0] and ("step", 0) in second[0]  # slot 0 has no earlier step
     assert ("problem", 1, "reciprocal") in first[0] and ("end",) in first[0]
     assert sum(first[0].values()) == pytest.approx(1.0, abs=1e-5)
+
+    # Prefix-conditioned heads: C2's next op, C3's operands and C6's stop read the partial program.
+    assert {"next_op"} <= set(rows[1].metrics["heads"]) and {"stop"} <= set(rows[5].metrics["heads"])
+    halved = (PrefixStep("DIV", (("problem", 0, "literal"), ("problem", 1, "reciprocal"))),)
+    stops = specialists.stops(text, [halved, halved + (PrefixStep("ADD", (("problem", 0, "literal"), ("step", 0))),)])
+    assert len(stops) == 2 and all(0.0 < p < 1.0 for p in stops) and stops[0] != stops[1]
+    assert specialists.stops(text, []) == []
+    (after_none, after_one) = specialists.next_ops(text, [(), halved])
+    assert set(after_none) == set(proposal.ops) and sum(after_none.values()) == pytest.approx(1.0, abs=1e-5)
+    assert after_none != after_one
+    (plain, conditioned) = specialists.operands(text, [OperandRequest(1, "ADD"), OperandRequest(1, "ADD", halved)])
+    assert plain[0] != conditioned[0]  # the mentions step 0 read are marked for C3
 
     # Round trip: loading the same versions again gives identical predictions.
     from training.specialists import load_specialists

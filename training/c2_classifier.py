@@ -77,7 +77,8 @@ class C2Task(Task):
     def _next_logits(self, head, batch) -> torch.Tensor | None:
         if head.next_op is None or len(batch["rows"]) == 0:
             return None
-        return head.next_op(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"])
+        return head.next_op(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
+                                    batch["mention_feats"], batch["mention_mask"])
 
     def loss(self, head, batch, weights) -> torch.Tensor:
         logits = head(batch["states"], batch["mask"])  # (B, K, n_ops)

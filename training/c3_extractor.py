@@ -23,8 +23,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from app.inference.proposals import MAX_OPERANDS, MAX_STEPS, READINGS, Candidate, MentionView
-from training.examples import IGNORE, C3Example, c3_examples, constant_vocabulary, mention_token_matrix, op_vocabulary
-from training.heads import HeadConfig, QueryDecoder, TokenProjector
+from training.examples import (
+    IGNORE, C3Example, c3_examples, constant_vocabulary, mention_features, mention_token_matrix, op_vocabulary,
+)
+from training.heads import HeadConfig, MentionFeatures, QueryDecoder, TokenProjector, unused_rank
 from training.prefix import USE_LEVELS, PrefixArrays, PrefixMemory, prefix_arrays, prefix_tensors
 from training.tasks import Corpus, Task
 
@@ -51,6 +53,8 @@ class ExtractorHead(nn.Module):
         self.mention_key = nn.Sequential(nn.Linear(d, d), nn.GELU(), nn.Linear(d, d))
         self.reading_emb = nn.Embedding(N_READINGS, d)
         self.used_key = nn.Embedding(USE_LEVELS, d)
+        self.features = MentionFeatures(cfg)
+        self.rank_key = nn.Embedding(5, d)  # unused_rank: 0..3, 4 = already read
         self.step_emb = nn.Embedding(MAX_STEPS, d)
         self.distance_emb = nn.Embedding(MAX_STEPS + 1, d)
         self.step_key = nn.Linear(d, d)
@@ -59,20 +63,22 @@ class ExtractorHead(nn.Module):
         self.scale = d ** -0.5
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, mention_mask: torch.Tensor,
-                slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor, prefix: dict[str, torch.Tensor]) -> torch.Tensor:
-        """``states`` (U, T, H), ``mask`` (U, T), ``mentions`` (U, M, T), ``mention_mask`` (U, M) of U
-        distinct problems; ``rows`` (B,) maps each request to its problem; ``slot``, ``op`` (B,);
-        ``prefix`` the requests' :func:`~training.prefix.prefix_tensors` over the M mentions."""
+                slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor, prefix: dict[str, torch.Tensor],
+                mention_feats: torch.Tensor) -> torch.Tensor:
+        """``states`` (U, T, H), ``mask`` (U, T), ``mentions`` (U, M, T), ``mention_mask`` (U, M),
+        ``mention_feats`` (U, M, 3) of U distinct problems; ``rows`` (B,) maps each request to its
+        problem; ``slot``, ``op`` (B,); ``prefix`` the requests' :func:`~training.prefix.prefix_tensors`
+        over the M mentions."""
         b = slot.shape[0]
         memory = self.project(states)  # (U, T, d): once per problem, shared by its requests
-        pooled_u = self.mention_key(mentions @ memory)  # (U, M, d)
+        pooled_u = self.mention_key(mentions @ memory) + self.features(mention_feats)  # (U, M, d)
         pooled = pooled_u[rows]  # (B, M, d)
         context, context_mask, slots, used = self.prefix(
             memory[rows], mask[rows], (mentions > 0).float()[rows], pooled, **prefix)
         queries = (self.slot_emb(slot) + self.op_emb(op))[:, None, :] + self.position_emb.weight[None]  # (B, P, d)
         q = self.query_out(self.decoder(queries, context, context_mask))  # (B, P, d)
         mention_mask = mention_mask[rows]
-        pooled = pooled + self.used_key(used)  # (B, M, d)
+        pooled = pooled + self.used_key(used) + self.rank_key(unused_rank(used, mention_mask))  # (B, M, d)
         mention_keys = (pooled[:, :, None, :] + self.reading_emb.weight[None, None]).flatten(1, 2)  # (B, 3M, d)
         j = torch.arange(MAX_STEPS)
         distance = (slot[:, None] - j[None, :]).clamp(0, MAX_STEPS)  # (B, K)
@@ -99,6 +105,12 @@ def mention_tensors(starts_ends: Sequence[tuple[np.ndarray, np.ndarray]], mentio
         matrix[b, : len(ms), : len(starts)] = mention_token_matrix(starts, ends, ms)
         mask[b, : len(ms)] = True
     return torch.from_numpy(matrix), torch.from_numpy(mask)
+
+
+def mention_feature_tensor(mentions: Sequence[Sequence[MentionView]], m_max: int) -> torch.Tensor:
+    """(U, M, 3) long :func:`~training.examples.mention_features` of U problems over M slots."""
+    return torch.from_numpy(np.stack([mention_features(m, m_max) for m in mentions]) if mentions
+                            else np.zeros((0, m_max, 3), dtype=np.int64))
 
 
 def target_column(target: tuple, n_mentions: int, n_constants: int) -> int:
@@ -155,11 +167,11 @@ class C3Task(Task):
         return {"states": states, "mask": mask, "mentions": mentions, "mention_mask": mention_mask,
                 "slot": torch.tensor([e.slot for e in examples]), "op": torch.tensor([e.op for e in examples]),
                 "rows": torch.tensor([position[e.index] for e in examples]), "targets": targets,
-                "prefix": prefix_tensors(prefixes, m)}
+                "prefix": prefix_tensors(prefixes, m), "mention_feats": mention_feature_tensor(ments, m)}
 
     def _logits(self, head, batch) -> torch.Tensor:
         return head(batch["states"], batch["mask"], batch["mentions"], batch["mention_mask"], batch["slot"],
-                    batch["op"], batch["rows"], batch["prefix"])
+                    batch["op"], batch["rows"], batch["prefix"], batch["mention_feats"])
 
     def codes(self, examples, corpus, maps) -> dict[str, np.ndarray]:
         v = len(maps["constants"])
@@ -207,7 +219,7 @@ def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch
     ment, ment_mask = mention_tensors([(starts, ends)], [mentions], states.shape[1])
     logits = head(states, mask, ment, ment_mask, torch.tensor([r[0] for r in requests]),
                   torch.tensor([r[1] for r in requests]), torch.zeros(n, dtype=torch.long),
-                  prefix_tensors([r[2] for r in requests], ment.shape[1]))
+                  prefix_tensors([r[2] for r in requests], ment.shape[1]), mention_feature_tensor([mentions], ment.shape[1]))
     probs = torch.softmax(logits / temperature, dim=-1).numpy()  # (n, P, C)
     valid = (logits > MASKED / 2).numpy()
     out = []

@@ -85,7 +85,8 @@ class C6Task(Task):
     def _stop_logits(self, head, batch) -> torch.Tensor | None:
         if head.stop is None or len(batch["rows"]) == 0:
             return None
-        return head.stop(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"])
+        return head.stop(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
+                                    batch["mention_feats"], batch["mention_mask"])
 
     def loss(self, head, batch, weights) -> torch.Tensor:
         slot, kind = head(batch["states"], batch["mask"])

@@ -75,6 +75,30 @@ def mention_token_matrix(starts: np.ndarray, ends: np.ndarray, mentions: Sequenc
     return matrix
 
 
+MENTION_ORDINALS = 16  # mention i ≥ 15 shares the last ordinal
+MAGNITUDES = 12  # floor(log10 |value|) in -3..7 → 0..10; 11 for zero or unreadable
+
+
+def mention_features(mentions: Sequence[MentionView], m_max: int | None = None) -> np.ndarray:
+    """(M, 3) int64 per mention: its ordinal in the text, its magnitude bucket and its kind
+    (:data:`app.execution.numbers.NUMBER_KINDS`), padded with zeros to ``m_max`` rows. Pure text
+    features, the same at training and inference."""
+    from fractions import Fraction
+
+    from app.execution.numbers import NUMBER_KINDS
+
+    out = np.zeros((m_max if m_max is not None else len(mentions), 3), dtype=np.int64)
+    for i, m in enumerate(mentions[: len(out)]):
+        try:
+            value = abs(float(Fraction(m.value)))
+        except (ValueError, ZeroDivisionError):
+            value = 0.0
+        magnitude = MAGNITUDES - 1 if value == 0.0 else int(np.clip(np.floor(np.log10(value)), -3, 7)) + 3
+        kind = NUMBER_KINDS.index(m.kind) if m.kind in NUMBER_KINDS else 0
+        out[i] = (min(i, MENTION_ORDINALS - 1), magnitude, kind)
+    return out
+
+
 def mention_index(mentions: Sequence[MentionView], start: int, end: int) -> int | None:
     """Index of the mention with exactly these char offsets, else the one overlapping most, else None."""
     best, overlap = None, 0

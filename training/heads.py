@@ -81,3 +81,28 @@ class SlotHead(nn.Module):
         memory = self.project(states)  # (B, T, d)
         queries = self.queries.unsqueeze(0).expand(states.shape[0], -1, -1)  # (B, Q, d)
         return self.decoder(queries, memory, mask)  # (B, Q, d)
+
+
+class MentionFeatures(nn.Module):
+    """(U, M, 3) mention features (ordinal, magnitude bucket, kind; :func:`training.examples.mention_features`)
+    → (U, M, d) embeddings added to the pooled mention vectors."""
+
+    def __init__(self, cfg: HeadConfig):
+        super().__init__()
+        from app.execution.numbers import NUMBER_KINDS
+        from training.examples import MAGNITUDES, MENTION_ORDINALS
+
+        self.ordinal = nn.Embedding(MENTION_ORDINALS, cfg.width)
+        self.magnitude = nn.Embedding(MAGNITUDES, cfg.width)
+        self.kind = nn.Embedding(len(NUMBER_KINDS), cfg.width)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.ordinal(features[..., 0]) + self.magnitude(features[..., 1]) + self.kind(features[..., 2])
+
+
+def unused_rank(used: torch.Tensor, mention_mask: torch.Tensor, levels: int = 4) -> torch.Tensor:
+    """(B, M) long: among the real mentions not read yet, 0 for the first in the text, 1 for the
+    next, …, clipped to ``levels - 1``; ``levels`` for a mention already read (or padding)."""
+    unused = (used == 0) & mention_mask
+    rank = (torch.cumsum(unused.long(), dim=1) - 1).clamp(0, levels - 1)
+    return torch.where(unused, rank, torch.full_like(rank, levels))

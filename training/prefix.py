@@ -26,9 +26,10 @@ from torch import nn
 
 from app.inference.proposals import MAX_STEPS, READINGS, Prefix
 from training.examples import ProgramStep
-from training.heads import HeadConfig, QueryDecoder, TokenProjector
+from training.heads import HeadConfig, MentionFeatures, QueryDecoder, TokenProjector
 
 USE_LEVELS = 3  # a mention read 0, 1, or ≥ 2 times
+UNREAD_LEVELS = 8  # mentions not read yet: 0..6, ≥ 7
 
 
 @dataclass(frozen=True)
@@ -141,18 +142,23 @@ class PrefixClassifier(nn.Module):
         d = cfg.width
         self.project = TokenProjector(cfg)
         self.mention_key = nn.Linear(d, d)
+        self.features = MentionFeatures(cfg)
         self.prefix = PrefixMemory(cfg, n_ops)
         self.query = nn.Parameter(torch.randn(1, d) * 0.1)
         self.length_emb = nn.Embedding(MAX_STEPS + 1, d)
+        self.unread_emb = nn.Embedding(UNREAD_LEVELS, d)
         self.decoder = QueryDecoder(cfg)
         self.out = nn.Linear(d, n_out)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, rows: torch.Tensor,
-                prefix: dict[str, torch.Tensor]) -> torch.Tensor:
+                prefix: dict[str, torch.Tensor], mention_feats: torch.Tensor, mention_mask: torch.Tensor) -> torch.Tensor:
         memory = self.project(states)  # (U, T, d)
-        pooled = self.mention_key(mentions @ memory)[rows]  # (B, M, d)
-        context, context_mask, _, _ = self.prefix(memory[rows], mask[rows], (mentions > 0).float()[rows], pooled, **prefix)
-        q = self.query[None] + self.length_emb(prefix["n_prefix"])[:, None, :]  # (B, 1, d)
+        pooled = (self.mention_key(mentions @ memory) + self.features(mention_feats))[rows]  # (B, M, d)
+        context, context_mask, _, used = self.prefix(memory[rows], mask[rows], (mentions > 0).float()[rows], pooled,
+                                                     **prefix)
+        unread = ((used == 0) & mention_mask[rows]).sum(dim=1).clamp(max=UNREAD_LEVELS - 1)  # (B,)
+        q = (self.query[None] + self.length_emb(prefix["n_prefix"])[:, None, :]
+             + self.unread_emb(unread)[:, None, :])  # (B, 1, d)
         return self.out(self.decoder(q, context, context_mask)[:, 0])  # (B, n_out)
 
 
@@ -160,19 +166,22 @@ def prefix_batch(corpus, examples: Sequence, requests: Sequence[tuple[int, Seque
                  t_max: int) -> dict[str, torch.Tensor]:
     """Tensors of prefix requests over a batch of problems: ``requests`` is (position of the
     problem in ``examples``, prefix steps); returns ``mentions`` (U, M, T), ``rows``, ``prefix``."""
-    from training.c3_extractor import mention_tensors
+    from training.c3_extractor import mention_feature_tensor, mention_tensors
 
     encoded = [corpus.encoded[e.index] for e in examples]
-    mentions, _ = mention_tensors([(x.starts, x.ends) for x in encoded], [corpus.mentions[e.index] for e in examples], t_max)
+    views = [corpus.mentions[e.index] for e in examples]
+    mentions, mention_mask = mention_tensors([(x.starts, x.ends) for x in encoded], views, t_max)
     arrays = [prefix_arrays(steps, len(corpus.mentions[examples[row].index])) for row, steps in requests]
-    return {"mentions": mentions, "rows": torch.tensor([row for row, _ in requests], dtype=torch.long),
+    return {"mentions": mentions, "mention_mask": mention_mask, "mention_feats": mention_feature_tensor(views, mentions.shape[1]),
+            "rows": torch.tensor([row for row, _ in requests], dtype=torch.long),
             "prefix": prefix_tensors(arrays, mentions.shape[1])}
 
 
 def problem_prefix_logits(head: PrefixClassifier, states: torch.Tensor, mask: torch.Tensor, starts: np.ndarray,
                           ends: np.ndarray, mentions: Sequence, prefixes: Sequence[PrefixArrays]) -> torch.Tensor:
     """(n, n_out) logits of ``head`` for one problem ((1, T, H) states) and n prefixes."""
-    from training.c3_extractor import mention_tensors
+    from training.c3_extractor import mention_feature_tensor, mention_tensors
 
-    ment, _ = mention_tensors([(starts, ends)], [mentions], states.shape[1])
-    return head(states, mask, ment, torch.zeros(len(prefixes), dtype=torch.long), prefix_tensors(prefixes, ment.shape[1]))
+    ment, ment_mask = mention_tensors([(starts, ends)], [mentions], states.shape[1])
+    return head(states, mask, ment, torch.zeros(len(prefixes), dtype=torch.long), prefix_tensors(prefixes, ment.shape[1]),
+                mention_feature_tensor([mentions], ment.shape[1]), ment_mask)
