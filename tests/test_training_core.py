@@ -121,3 +121,20 @@ def test_prefix_arrays_count_reads_and_consumed_steps() -> None:
     assert arrays.mentions[2].sum() == 0.0
     empty = prefix_arrays([], n_mentions=2)
     assert empty.n == 0 and empty.used.sum() == 0 and empty.consumed.sum() == 0
+
+
+def test_mention_features_and_unread_rank() -> None:
+    from training.examples import MAGNITUDES, mention_features
+    from training.heads import unused_rank
+
+    text = "Tom had 1,200 apples, sold 25% of them for $0.5 each and gave half of the rest away."
+    mentions = mentions_of(text)
+    assert [m.text for m in mentions] == ["1,200", "25%", "$0.5", "half"]
+    features = mention_features(mentions, m_max=6)
+    assert features.shape == (6, 3)
+    # ordinal; floor(log10 |v|) + 3 of the literal value (1200 → 6, 25 → 4, 0.5 → 2, half = 0.5 → 2); kind
+    assert features[:4, 0].tolist() == [0, 1, 2, 3] and features[:4, 1].tolist() == [6, 4, 2, 2]
+    assert features[4:].sum() == 0 and MAGNITUDES == 12
+    used = torch.tensor([[1.0, 0.0, 0.0, 2.0, 0.0, 0.0]])
+    mask = torch.tensor([[True, True, True, True, False, False]])
+    assert unused_rank(used, mask).tolist() == [[4, 0, 1, 4, 4, 4]]
