@@ -210,9 +210,11 @@ class C3Task(Task):
 def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch.Tensor,
                           starts: np.ndarray, ends: np.ndarray, mentions: Sequence[MentionView],
                           requests: Sequence[tuple[int, int, PrefixArrays]], constants: Sequence[str],
-                          temperature: float) -> list[list[dict[Candidate, float]]]:
+                          temperature: float, top: int | None = None) -> list[list[dict[Candidate, float]]]:
     """For one problem ((1, T, H) states) and requests ``[(slot, op index, prefix), …]``: per
-    request, one calibrated candidate distribution per operand position (masked candidates omitted)."""
+    request, one calibrated candidate distribution per operand position (masked candidates
+    omitted; with ``top``, only the ``top`` most probable candidates of each position — the
+    search θ-collapses to at most ``top_k`` of them, so the rest is never read)."""
     n = len(requests)
     if n == 0:
         return []
@@ -221,12 +223,14 @@ def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch
                   torch.tensor([r[1] for r in requests]), torch.zeros(n, dtype=torch.long),
                   prefix_tensors([r[2] for r in requests], ment.shape[1]), mention_feature_tensor([mentions], ment.shape[1]))
     probs = torch.softmax(logits / temperature, dim=-1).numpy()  # (n, P, C)
-    valid = (logits > MASKED / 2).numpy()
+    probs = np.where((logits > MASKED / 2).numpy(), probs, -1.0)  # masked columns never kept
+    width = min(top, probs.shape[-1]) if top else probs.shape[-1]
+    best = np.argsort(-probs, axis=-1)[..., :width]  # (n, P, width) columns, most probable first
     out = []
     for r in range(n):
         positions = []
         for p in range(MAX_OPERANDS):
-            cols = np.nonzero(valid[r, p])[0]
-            positions.append({candidate_of(int(c), len(mentions), constants): float(probs[r, p, c]) for c in cols})
+            positions.append({candidate_of(int(c), len(mentions), constants): float(probs[r, p, c])
+                              for c in best[r, p] if probs[r, p, c] >= 0.0})
         out.append(positions)
     return out

@@ -109,9 +109,10 @@ def load_specialists(session: Session, model_version: str | None = None, device:
 class TrainedSpecialists:
     """The :class:`~app.inference.proposals.Specialists` protocol over six loaded heads."""
 
-    def __init__(self, specialists: dict[str, LoadedSpecialist], batch_size: int = 32):
+    def __init__(self, specialists: dict[str, LoadedSpecialist], batch_size: int = 32, operand_top: int | None = 8):
         self.specialists = specialists
         self.batch_size = batch_size
+        self.operand_top = operand_top  # C3 candidates returned per operand position (None: all)
         self._problem: tuple[str, str, Any] | None = None  # (backbone key, text, (enc, states, mentions))
 
     @property
@@ -199,7 +200,9 @@ class TrainedSpecialists:
         return self._problem[2]
 
     def operands(self, text: str, requests: Sequence[OperandRequest]) -> list[list[dict[Candidate, float]]]:
-        """C3 for one problem and many (slot, op, prefix) requests in one padded pass."""
+        """C3 for one problem and many (slot, op, prefix) requests in one padded pass; each
+        position's distribution holds its ``operand_top`` most probable candidates (the search
+        keeps at most ``top_k`` ≤ that many)."""
         spec = self.specialists["C3"]
         ops = spec.maps["ops"]
         op_index = {op: k for k, op in enumerate(ops)}
@@ -210,7 +213,7 @@ class TrainedSpecialists:
                    for r in requests]
         with torch.no_grad():
             return operand_distributions(spec.head, states, mask, enc.starts, enc.ends, mentions, queries,
-                                         spec.maps["constants"], spec.temperatures["operand"])
+                                         spec.maps["constants"], spec.temperatures["operand"], top=self.operand_top)
 
     def stops(self, text: str, prefixes: Sequence[Prefix]) -> list[float] | None:
         """C6's stop head for one problem and many partial programs in one padded pass (None when
