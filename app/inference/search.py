@@ -307,11 +307,11 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
     for the whole frontier; θ-collapsed unless ``collapse_stops`` is False), then picks each
     path's ops (``ops_fn``, C2 given the prefix, one call; without it the plan's ops of the
     slot), then ``operands_fn`` (C3) answers every (path, op) request of the slot in one call,
-    each request carrying its path's prefix; only the ``max_paths`` best extensions are kept. With ``leaf`` (a
-    problem/constant candidate's value) every new step is executed as the path grows
-    (:func:`step_value`, prefixes shared) and a step that fails ends its path there. A path still
-    open after the last planned slot ends there. Returns ``(paths, number of extensions that
-    failed to execute)``.
+    each request carrying its path's prefix; only the ``max_paths`` best extensions are kept.
+    With ``leaf`` (a problem/constant candidate's value) every new step is executed as the path
+    grows (:func:`step_value`, prefixes shared) and a step that fails ends its path there. A path
+    still open after the last planned slot ends there. Returns ``(paths, number of extensions
+    that failed to execute)``.
     """
     frontier = [Path(0, 1.0, (), 1.0)]
     finished: list[Path] = []
