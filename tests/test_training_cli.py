@@ -34,8 +34,8 @@ def test_cli_trains_all_six_then_is_idempotent(db_session, labelled: int, home: 
     assert [(m["specialist"], m["version"], m["created"]) for m in models] == [
         (f"C{i}", "v1", True) for i in range(1, 7)]
     heads = {m["specialist"]: set(m["metrics"]["heads"]) for m in models}
-    assert heads == {"C1": {"token"}, "C2": {"op"}, "C3": {"operand"}, "C4": {"constant"}, "C5": {"pair"},
-                     "C6": {"answer_step", "answer_type"}}
+    assert heads == {"C1": {"token"}, "C2": {"op", "next_op"}, "C3": {"operand"}, "C4": {"constant"}, "C5": {"pair"},
+                     "C6": {"answer_step", "answer_type", "stop"}}
     for m in models:
         for head in m["metrics"]["heads"].values():
             assert head["n"] > 0 and "ece_after" in head and "accuracy" in head["baseline"]

@@ -38,11 +38,19 @@ def test_train_load_propose_and_round_trip(db_session, home: Path, tmp_path: Pat
     assert text[proposal.token_starts[0]:proposal.token_ends[0]].lower() == "natalia"
     assert [m.text for m in proposal.mentions] == ["48", "half"]
 
+    top, specialists.operand_top = specialists.operand_top, None  # the full distributions
     (first, second) = specialists.operands(text, [OperandRequest(0, "DIV"), OperandRequest(1, "ADD")])
     assert len(first) == MAX_OPERANDS
     assert ("step", 0) not in first[0] and ("step", 0) in second[0]  # slot 0 has no earlier step
     assert ("problem", 1, "reciprocal") in first[0] and ("end",) in first[0]
     assert sum(first[0].values()) == pytest.approx(1.0, abs=1e-5)
+    specialists.operand_top = top  # the default: each position's 8 most probable candidates
+    (truncated,) = specialists.operands(text, [OperandRequest(0, "DIV")])
+    for full, kept in zip(first, truncated):
+        best = dict(sorted(full.items(), key=lambda item: -item[1])[:top])
+        assert len(kept) <= 8 and set(kept) == set(best)
+        assert kept == pytest.approx(best, abs=1e-6)
+    first, second = truncated, specialists.operands(text, [OperandRequest(1, "ADD")])[0]
 
     # Prefix-conditioned heads: C2's next op, C3's operands and C6's stop read the partial program.
     assert {"next_op"} <= set(rows[1].metrics["heads"]) and {"stop"} <= set(rows[5].metrics["heads"])
