@@ -21,7 +21,7 @@ from torch.nn import functional as F
 from app.inference.proposals import MAX_STEPS
 from training.examples import C2Example, c2_examples, constant_vocabulary, op_vocabulary
 from training.heads import HeadConfig, SlotHead
-from training.prefix import PrefixArrays, PrefixClassifier, prefix_batch, problem_prefix_logits
+from training.prefix import PrefixArrays, PrefixClassifier, batch_prefix_logits, prefix_batch, problem_prefix_logits
 from training.tasks import Corpus, Task, inverse_frequency_weights
 
 
@@ -74,16 +74,10 @@ class C2Task(Task):
             weights["next_op"] = inverse_frequency_weights(train_codes["next_op"], len(maps["ops"]))
         return weights
 
-    def _next_logits(self, head, batch) -> torch.Tensor | None:
-        if head.next_op is None or len(batch["rows"]) == 0:
-            return None
-        return head.next_op(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
-                                    batch["mention_feats"], batch["mention_mask"])
-
     def loss(self, head, batch, weights) -> torch.Tensor:
         logits = head(batch["states"], batch["mask"])  # (B, K, n_ops)
         loss = F.cross_entropy(logits.flatten(0, 1), batch["ops"].flatten(), weight=weights["op"])
-        following = self._next_logits(head, batch)
+        following = batch_prefix_logits(head.next_op, batch)
         if following is not None:
             loss = loss + F.cross_entropy(following, batch["next"], weight=weights["next_op"])
         return loss
@@ -92,7 +86,7 @@ class C2Task(Task):
         logits = head(batch["states"], batch["mask"])
         out = {"op": (logits.flatten(0, 1).numpy().astype(np.float64), batch["ops"].flatten().numpy())}
         if head.next_op is not None:
-            following = self._next_logits(head, batch)
+            following = batch_prefix_logits(head.next_op, batch)
             out["next_op"] = ((following.numpy().astype(np.float64), batch["next"].numpy()) if following is not None
                               else (np.zeros((0, logits.shape[-1])), np.zeros(0, dtype=np.int64)))
         return out

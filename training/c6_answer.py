@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from app.inference.proposals import ANSWER_TYPES, MAX_STEPS
 from training.examples import C6Example, c6_examples, constant_vocabulary, op_vocabulary
 from training.heads import HeadConfig, SlotHead
-from training.prefix import PrefixArrays, PrefixClassifier, prefix_batch, problem_prefix_logits
+from training.prefix import PrefixArrays, PrefixClassifier, batch_prefix_logits, prefix_batch, problem_prefix_logits
 from training.tasks import Corpus, Task, inverse_frequency_weights
 
 
@@ -82,17 +82,11 @@ class C6Task(Task):
             weights["stop"] = inverse_frequency_weights(train_codes["stop"], 2)
         return weights
 
-    def _stop_logits(self, head, batch) -> torch.Tensor | None:
-        if head.stop is None or len(batch["rows"]) == 0:
-            return None
-        return head.stop(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
-                                    batch["mention_feats"], batch["mention_mask"])
-
     def loss(self, head, batch, weights) -> torch.Tensor:
         slot, kind = head(batch["states"], batch["mask"])
         loss = (F.cross_entropy(slot, batch["slot"], weight=weights["answer_step"])
                 + F.cross_entropy(kind, batch["type"], weight=weights["answer_type"]))
-        stop = self._stop_logits(head, batch)
+        stop = batch_prefix_logits(head.stop, batch)
         if stop is not None:
             loss = loss + F.cross_entropy(stop, batch["stop"], weight=weights["stop"])
         return loss
@@ -102,7 +96,7 @@ class C6Task(Task):
         out = {"answer_step": (slot.numpy().astype(np.float64), batch["slot"].numpy()),
                "answer_type": (kind.numpy().astype(np.float64), batch["type"].numpy())}
         if head.stop is not None:
-            stop = self._stop_logits(head, batch)
+            stop = batch_prefix_logits(head.stop, batch)
             out["stop"] = ((stop.numpy().astype(np.float64), batch["stop"].numpy()) if stop is not None
                            else (np.zeros((0, 2)), np.zeros(0, dtype=np.int64)))
         return out

@@ -177,6 +177,15 @@ def prefix_batch(corpus, examples: Sequence, requests: Sequence[tuple[int, Seque
             "prefix": prefix_tensors(arrays, mentions.shape[1])}
 
 
+def batch_prefix_logits(head: PrefixClassifier | None, batch: dict) -> torch.Tensor | None:
+    """(B, n_out) logits of a training batch's prefix requests (:func:`prefix_batch` keys plus
+    ``states``/``mask``), or None without a head or requests."""
+    if head is None or len(batch["rows"]) == 0:
+        return None
+    return head(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
+                batch["mention_feats"], batch["mention_mask"])
+
+
 def problem_prefix_logits(head: PrefixClassifier, states: torch.Tensor, mask: torch.Tensor, starts: np.ndarray,
                           ends: np.ndarray, mentions: Sequence, prefixes: Sequence[PrefixArrays]) -> torch.Tensor:
     """(n, n_out) logits of ``head`` for one problem ((1, T, H) states) and n prefixes."""
