@@ -204,16 +204,21 @@ class TrainedSpecialists:
         position's distribution holds its ``operand_top`` most probable candidates (the search
         keeps at most ``top_k`` ≤ that many)."""
         spec = self.specialists["C3"]
-        ops = spec.maps["ops"]
-        op_index = {op: k for k, op in enumerate(ops)}
-        enc, states, mentions = self._one(spec, text)
-        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
-        queries = [(r.slot, op_index.get(r.op, op_index[NONE_OP]),
-                    prefix_arrays(contract_prefix(r.prefix, op_index, spec.maps["constants"]), len(mentions)))
-                   for r in requests]
+        op_index = {op: k for k, op in enumerate(spec.maps["ops"])}
+        enc, states, mask, mentions, arrays = self._prefix_inputs(spec, text, [r.prefix for r in requests])
+        queries = [(r.slot, op_index.get(r.op, op_index[NONE_OP]), a) for r, a in zip(requests, arrays)]
         with torch.no_grad():
             return operand_distributions(spec.head, states, mask, enc.starts, enc.ends, mentions, queries,
                                          spec.maps["constants"], spec.temperatures["operand"], top=self.operand_top)
+
+    def _prefix_inputs(self, spec: LoadedSpecialist, text: str, prefixes: Sequence[Prefix]):
+        """One problem's encoding, (1, T, H) states, mask and mentions, with ``prefixes`` as
+        :class:`~training.prefix.PrefixArrays` in ``spec``'s op and constant vocabulary."""
+        op_index = {op: k for k, op in enumerate(spec.maps["ops"])}
+        enc, states, mentions = self._one(spec, text)
+        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
+        arrays = [prefix_arrays(contract_prefix(p, op_index, spec.maps["constants"]), len(mentions)) for p in prefixes]
+        return enc, states, mask, mentions, arrays
 
     def stops(self, text: str, prefixes: Sequence[Prefix]) -> list[float] | None:
         """C6's stop head for one problem and many partial programs in one padded pass (None when
@@ -223,10 +228,7 @@ class TrainedSpecialists:
             return None
         if not prefixes:
             return []
-        op_index = {op: k for k, op in enumerate(spec.maps["ops"])}
-        enc, states, mentions = self._one(spec, text)
-        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
-        arrays = [prefix_arrays(contract_prefix(p, op_index, spec.maps["constants"]), len(mentions)) for p in prefixes]
+        enc, states, mask, mentions, arrays = self._prefix_inputs(spec, text, prefixes)
         with torch.no_grad():
             return stop_probs(spec.head, states, mask, enc.starts, enc.ends, mentions, arrays,
                               spec.temperatures["stop"]).tolist()
@@ -239,12 +241,8 @@ class TrainedSpecialists:
             return None
         if not prefixes:
             return []
-        ops = spec.maps["ops"]
-        op_index = {op: k for k, op in enumerate(ops)}
-        enc, states, mentions = self._one(spec, text)
-        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
-        arrays = [prefix_arrays(contract_prefix(p, op_index, spec.maps["constants"]), len(mentions)) for p in prefixes]
+        enc, states, mask, mentions, arrays = self._prefix_inputs(spec, text, prefixes)
         with torch.no_grad():
             probs = next_op_probs(spec.head, states, mask, enc.starts, enc.ends, mentions, arrays,
                                   spec.temperatures["next_op"])
-        return [dict(zip(ops, row.tolist())) for row in probs]
+        return [dict(zip(spec.maps["ops"], row.tolist())) for row in probs]

@@ -72,12 +72,6 @@ class WithSelector:
     def operands(self, text, requests):
         return self.specialists.operands(text, requests)
 
-    def stops(self, text, prefixes):
-        return _optional(self.specialists, "stops", text, prefixes)
-
-    def next_ops(self, text, prefixes):
-        return _optional(self.specialists, "next_ops", text, prefixes)
-
     def __getattr__(self, name: str):
         return getattr(self.specialists, name)
 
@@ -99,8 +93,8 @@ def solve(texts: Sequence[str], specialists: Specialists, config: SearchConfig =
           batch_size: int = 32) -> list[Solution]:
     """Answer each problem text with the specialists (no gold anywhere).
 
-    C1/C2/C4/C5/C6 run in one padded pass per ``batch_size`` texts; C3 (and C6's stop head) in
-    one pass per problem and slot for all the beam's (slot, op, prefix) requests.
+    C1/C2/C4/C5/C6 run in one padded pass per ``batch_size`` texts; C6's stop head, C2's next-op
+    head and C3 in one pass each per problem and slot for all the beam's partial programs.
     """
     config = _pipeline_config(specialists, config)
     solutions: list[Solution] = []
