@@ -1,20 +1,32 @@
-"""Fit the candidate selector (``app.inference.selector``) for one set of trained specialists.
+"""Fit the candidate selector (``app.inference.selector``) and the program verifier it reads.
 
-Database shell: runs the gold-blind search (plain vote, no selector) over TRAIN-split problems,
-labels every answer group with gold (training data: the train split is what the specialists
-were trained on; gold labels candidates here, never at inference), fits the listwise selector
-for each ridge penalty of a small grid, and picks the penalty by top-1 accuracy on the DEV
-split (never test). The fitted weights are saved with their sha256 under
-``MYCELIUM_HOME/models/selector/<specialists' model_version>/selector.json``; inference loads
-them with the models (``app.inference.cli.with_selector``) and names them in ``model_version``.
+Database shell. Runs the gold-blind search (plain vote, no selector) over TRAIN and DEV problems
+and labels every answer group with gold afterwards (training data: gold labels candidates here,
+never at inference). Then:
+
+1. the program verifier (:mod:`training.verifier`) is trained on the TRAIN candidates, with
+   early stopping on DEV, and scores every executed program;
+2. the listwise selector is fitted over the groups' gold-blind features (vote mass, path
+   probability parts, mention use, answer shape, verifier logits …): by default on DEV
+   candidates with the ridge penalty picked by 5-fold cross-validation on DEV (the verifier's
+   logits on its own TRAIN candidates are in-sample, and the specialists are more confident on
+   the problems they were trained on, so DEV candidates look like test ones); with
+   ``--fit-on train --no-verifier`` on TRAIN candidates with the penalty picked on DEV.
+
+Test is never read. Selector and verifier are saved with their sha256 under
+``MYCELIUM_HOME/models/selector/<specialists' model_version>/`` (``selector.json``,
+``verifier/``); inference loads them with the models (``app.inference.store.with_selector``)
+and names them in ``model_version`` (``.S<sha8>``). Searched candidates are cached under
+``MYCELIUM_HOME/cache/selector`` (``--collect-only train`` and ``--collect-only dev`` can run
+as two processes, one thread each).
 
 Usage::
 
     DATABASE_URL=… MYCELIUM_HOME=… nice -n 5 .venv/bin/python -m training.selector \\
-        [--model-version C1v2.…] [--train-limit 2000] [--dataset gsm8k]
+        [--model-version C1v2.…] [--fit-on dev|train] [--no-verifier] [--train-limit 1500]
 
 Prints one JSON line: the selector's sha256, the chosen penalty, dev top-1 accuracy of the vote
-vs the selector, dev correct-in-beam, and the problems it was fitted on.
+vs the selector, dev correct-in-beam, the verifier's dev figures and the problems used.
 """
 
 from __future__ import annotations
@@ -22,11 +34,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import pickle
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -34,45 +49,97 @@ sys.path.insert(0, str(ROOT))
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
 
-def collect(session, specialists, problem_ids, config, cache: Path | None = None):
-    """Per problem: (features (G, F), correct per group) — gold read only to label the groups."""
+def collect(session, specialists, problem_ids, config, cache: Path | None = None) -> list[tuple[str, object, list[bool]]]:
+    """Per problem: (text, its :class:`~app.inference.selector.RankingInputs`, correct per answer
+    group) — gold read only to label the groups, after the search. ``cache`` (a pickle of our
+    own making under ``MYCELIUM_HOME/cache``) keeps the searched groups so features can change
+    without searching again."""
     from app.db.models import Problem
     from app.evaluation import answer_matches
-    from app.inference.selector import FEATURES
+    from app.inference.selector import RankingInputs
     from app.inference.store import problem_texts
     from app.inference.solve import solve
 
     if cache is not None and cache.is_file():
-        rows = json.loads(cache.read_text())
-        return [(np.asarray(x, dtype=float).reshape(len(y), len(FEATURES)), y) for x, y in rows]
+        return pickle.loads(cache.read_bytes())
     texts = problem_texts(session, problem_ids)
     ids = [i for i in problem_ids if i in texts]
-    solutions = solve([texts[i] for i in ids], specialists, config)
+    solutions = []
+    for start in tqdm(range(0, len(ids), 32), desc=f"search {cache.stem if cache else ''}", unit="batch",
+                      file=sys.stderr):
+        solutions.extend(solve([texts[i] for i in ids[start:start + 32]], specialists, config))
     gold = dict(session.query(Problem.id, Problem.gold_answer).filter(Problem.id.in_(ids)).all())
     rows = []
     for problem_id, solution in zip(ids, solutions):  # labelling happens after inference
-        labels = [answer_matches(c["answer"], gold[problem_id]) for c in solution.candidates]
-        rows.append((solution.features or [], labels))
+        ranking = solution.ranking or RankingInputs([], 0, [], [])
+        labels = [answer_matches(g.answer, gold[problem_id]) for g in ranking.groups]
+        rows.append((texts[problem_id], ranking, labels))
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
-        cache.write_text(json.dumps(rows))
-    return [(np.asarray(x, dtype=float).reshape(len(y), len(FEATURES)), y) for x, y in rows]
+        partial = cache.with_suffix(".partial")
+        partial.write_bytes(pickle.dumps(rows))
+        partial.replace(cache)  # atomic: a killed run leaves no half-written cache
+    return rows
+
+
+def score_with_verifier(rows, verifier) -> None:
+    """Set every executed program's ``verified`` logit (in place), one pass per problem."""
+    from app.inference.search import path_prefix
+
+    for text, ranking, _ in tqdm(rows, desc="verify", unit="problem", file=sys.stderr):
+        members = [m for g in ranking.groups for m in g.members]
+        for member, logit in zip(members, verifier.logits(text, [path_prefix(m.path) for m in members])):
+            member.verified = float(logit)
+
+
+def feature_rows(rows) -> list[tuple[np.ndarray, list[bool]]]:
+    """(G, F) features with their labels, per problem, under this code's :data:`FEATURES`."""
+    from app.inference.selector import FEATURES
+
+    return [(ranking.features() if ranking.groups else np.zeros((0, len(FEATURES))), labels)
+            for _, ranking, labels in rows]
+
+
+def cross_validated(problems, l2: float, folds: int = 5, seed: int = 0) -> float:
+    """Out-of-fold top-1 accuracy of the selector fitted with ``l2`` (folds by problem)."""
+    from app.inference.selector import fit_selector, rank_accuracy
+
+    order = np.random.default_rng(seed).permutation(len(problems))
+    hits = 0.0
+    for k in range(folds):
+        held = set(order[k::folds].tolist())
+        selector = fit_selector([p for i, p in enumerate(problems) if i not in held], l2=l2)
+        part = [p for i, p in enumerate(problems) if i in held]
+        hits += rank_accuracy(selector, part) * len(part)
+    return hits / max(1, len(problems))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-version", default=None, help="Specialists' version (default: latest).")
     parser.add_argument("--dataset", default="gsm8k")
-    parser.add_argument("--train-limit", type=int, default=2000)
+    parser.add_argument("--fit-on", choices=("train", "dev"), default="dev",
+                        help="dev (default): fit the selector on DEV, penalty by 5-fold CV on DEV (the dev "
+                             "figure is out-of-fold); train: fit on TRAIN, penalty on DEV (needs --no-verifier).")
+    parser.add_argument("--no-verifier", action="store_true", help="Fit the selector without the program verifier.")
+    parser.add_argument("--collect-only", choices=("train", "dev"), default=None,
+                        help="Only search and cache one split's candidates (run both in parallel, then fit).")
+    parser.add_argument("--threads", type=int, default=2, help="Torch threads (1 when two collections share 2 cores).")
+    parser.add_argument("--train-limit", type=int, default=1500)
     parser.add_argument("--dev-limit", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=8, help="Verifier epochs (early stopping on dev).")
     parser.add_argument("--theta", type=float, default=0.85)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--max-paths", type=int, default=100)
     args = parser.parse_args()
+    use_verifier = not args.no_verifier
+    if args.fit_on == "train" and use_verifier:
+        parser.error("--fit-on train needs --no-verifier: the verifier's logits on its own training "
+                     "candidates are in-sample")
 
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, args.threads))
     from app.config import get_settings
     from app.db.session import session_scope
     from app.evaluation import split_problem_ids
@@ -88,24 +155,61 @@ def main() -> None:
         version = specialists.model_version
         cache = home / "cache" / "selector" / version
         tag = f"{args.dataset}_t{args.theta}_k{args.top_k}_p{args.max_paths}"
-        train_ids = split_problem_ids(session, args.dataset, "train", args.train_limit)
-        dev_ids = split_problem_ids(session, args.dataset, "dev", args.dev_limit)
-        train = collect(session, specialists, train_ids, config, cache / f"train_{len(train_ids)}_{tag}.json")
-        dev = collect(session, specialists, dev_ids, config, cache / f"dev_{len(dev_ids)}_{tag}.json")
-    fits = {}
-    for l2 in L2_GRID:
-        selector = fit_selector(train, l2=l2)
-        fits[l2] = (rank_accuracy(selector, dev), selector)
-    best_l2 = max(fits, key=lambda l2: (fits[l2][0], l2))
+        rows = {}
+        for split, limit in (("dev", args.dev_limit), ("train", args.train_limit)):
+            if args.collect_only not in (None, split):
+                continue
+            if split == "train" and not use_verifier and args.fit_on == "dev" and args.collect_only is None:
+                continue
+            ids = split_problem_ids(session, args.dataset, split, limit)
+            rows[split] = collect(session, specialists, ids, config, cache / f"{split}_{len(ids)}_{tag}.pkl")
+    if args.collect_only:
+        print(json.dumps({"bench": "selector_collect", "split": args.collect_only, "problems": len(rows[args.collect_only]),
+                          "seconds": round(time.perf_counter() - started, 1)}))
+        return
+    verifier_meta: dict = {}
+    verifier_sha = ""
+    if use_verifier:
+        from training.registry import cache_dir
+        from training.verifier import VERIFIER_DIR, LoadedVerifier, save_verifier, train_verifier, verifier_corpus
+
+        c3 = specialists.specialists["C3"]
+        ops, constants = c3.maps["ops"], c3.maps["constants"]
+        train_corpus, train_examples = verifier_corpus(rows["train"], c3.backbone, ops, constants, cache_dir())
+        dev_corpus, dev_examples = verifier_corpus(rows["dev"], c3.backbone, ops, constants, cache_dir())
+
+        def on_epoch(epoch: int, loss: float, score: float) -> None:
+            print(f"  verifier epoch {epoch}: loss {loss:.4f} dev top-1 {score:.4f}", file=sys.stderr, flush=True)
+
+        began = time.perf_counter()
+        head, verifier_meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
+                                             c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch)
+        verifier_meta = {**verifier_meta, "train_problems": len(train_examples),
+                         "seconds": round(time.perf_counter() - began, 1)}
+        directory = selector_path(home, version).parent / VERIFIER_DIR
+        verifier_sha = save_verifier(directory, head, ops, constants, c3.backbone, verifier_meta)
+        score_with_verifier(rows["dev"], LoadedVerifier(directory))
+    dev = feature_rows(rows["dev"])
+    train = feature_rows(rows["train"]) if args.fit_on == "train" else []
+    if args.fit_on == "train":
+        scores = {l2: rank_accuracy(fit_selector(train, l2=l2), dev) for l2 in L2_GRID}
+    else:
+        scores = {l2: cross_validated(dev, l2) for l2 in L2_GRID}
+    best_l2 = max(scores, key=lambda l2: (scores[l2], l2))
+    fitted = fit_selector(train if args.fit_on == "train" else dev, l2=best_l2)
+    fitted = replace(fitted, verifier_sha256=verifier_sha)
     dev_vote = rank_accuracy(None, dev)
     in_beam = sum(any(y) for _, y in dev) / max(1, len(dev))
-    meta = {"specialists": version, "dataset": args.dataset, "train_problems": len(train),
-            "dev_problems": len(dev), "l2": best_l2, "dev_top1_vote": round(dev_vote, 4),
-            "dev_top1_selector": round(fits[best_l2][0], 4), "dev_in_beam": round(in_beam, 4),
+    meta = {"specialists": version, "dataset": args.dataset, "fitted_on": args.fit_on,
+            "train_problems": len(rows.get("train", [])), "dev_problems": len(dev), "l2": best_l2,
+            "dev_top1_vote": round(dev_vote, 4), "dev_top1_selector": round(scores[best_l2], 4),
+            "dev_top1_is": "held-out dev" if args.fit_on == "train" else "5-fold out-of-fold on dev",
+            "dev_in_beam": round(in_beam, 4),
+            "verifier": {k: v for k, v in verifier_meta.items() if k != "history"} or None,
             "search": {"theta": args.theta, "top_k": args.top_k, "max_paths": args.max_paths}}
-    saved = save_selector(fits[best_l2][1], selector_path(home, version), meta)
+    saved = save_selector(fitted, selector_path(home, version), meta)
     print(json.dumps({"bench": "selector", "sha256": saved.sha256, "model_version": f"{version}.S{saved.sha256[:8]}",
-                      **meta, "dev_top1_by_l2": {str(k): round(v[0], 4) for k, v in fits.items()},
+                      **meta, "dev_top1_by_l2": {str(k): round(v, 4) for k, v in scores.items()},
                       "weights": dict(zip(saved.features, (round(w, 3) for w in saved.weights))),
                       "seconds": round(time.perf_counter() - started, 1)}))
 

@@ -61,7 +61,7 @@ __all__ = [
     "SearchConfig", "SearchResult", "Path", "collapse", "plan_requests", "search",
     "value_answer_types", "format_answer_value", "NO_NUMBERS", "NO_PROGRAM", "NO_EXECUTABLE",
     "NO_CONSISTENT", "search_with", "beam", "operand_lists", "path_program", "program_json", "Plan",
-    "PlannedStep", "OperandsFn", "StopsFn", "NextOpsFn", "static_stops", "path_prefix", "collapse_ops", "operand_value", "step_value", "to_sympy",
+    "PlannedStep", "OperandsFn", "StopsFn", "NextOpsFn", "VerifyFn", "static_stops", "path_prefix", "collapse_ops", "operand_value", "step_value", "to_sympy",
 ]
 
 NONE_OP = "NONE"
@@ -273,6 +273,8 @@ StopsFn = Callable[[Sequence[Prefix]], Sequence[float]]
 """Per partial program (≥ 1 step), P(the program ends after its last step)."""
 NextOpsFn = Callable[[Sequence[Prefix]], Sequence[dict[str, float]]]
 """Per partial program, P(op of its next step) by op name."""
+VerifyFn = Callable[[Sequence[Prefix]], Sequence[float] | None]
+"""Per complete program, the program verifier's logit that its answer is right (None: no verifier)."""
 
 
 def static_stops(step_counts: Sequence[tuple[int, float]]) -> StopsFn:
@@ -580,6 +582,7 @@ class Executed:
     value: Value
     answer: str
     score: float
+    verified: float | None = None  # the program verifier's logit (None without one)
 
 
 @dataclass
@@ -613,6 +616,7 @@ class SearchResult:
     dropped: dict[str, int]
     plan: Plan | None = None
     features: list[list[float]] | None = None  # per candidate (same order), selector.FEATURES
+    ranking: Any = None  # app.inference.selector.RankingInputs: the vote's groups, for fitting a selector
 
 
 def _vote(executed: list[Executed], how: str = "sum") -> list[AnswerGroup]:
@@ -651,7 +655,7 @@ def _leaf_values(proposal: Proposal) -> Callable[[Candidate], Value]:
 
 
 def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Candidate, float]]],
-           config: SearchConfig = SearchConfig()) -> SearchResult:
+           config: SearchConfig = SearchConfig(), verify_fn: VerifyFn | None = None) -> SearchResult:
     """Run the search for one problem given its plan and C3's answers to ``plan.requests``
     (prefix-free: ``operands[i]`` answers ``plan.requests[i]`` for every path) and C6's step
     count distribution (``plan.step_counts``)."""
@@ -660,11 +664,12 @@ def search(proposal: Proposal, plan: Plan, operands: Sequence[Sequence[dict[Cand
     def lookup(requests: Sequence[OperandRequest]) -> list:
         return [table.get((request.slot, request.op), []) for request in requests]
 
-    return _search(proposal, plan, lookup, static_stops(plan.step_counts), config, collapse_stops=False)
+    return _search(proposal, plan, lookup, static_stops(plan.step_counts), config, collapse_stops=False,
+                   verify_fn=verify_fn)
 
 
 def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, config: SearchConfig,
-            collapse_stops: bool, ops_fn: NextOpsFn | None = None) -> SearchResult:
+            collapse_stops: bool, ops_fn: NextOpsFn | None = None, verify_fn: VerifyFn | None = None) -> SearchResult:
     """The search of one problem once its plan is made: beam, answer types, vote, executor check.
 
     Steps execute as the beam grows (:func:`step_value`); the winning program is executed again
@@ -705,10 +710,14 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
             continue
         type_factor = (sum(type_probs[t] for t in types) / total_type) if total_type > 0 else 1.0
         executed.append(Executed(path, value, format_answer_value(to_sympy(value)), path.score * type_factor))
+    if verify_fn is not None and executed:
+        logits = verify_fn([path_prefix(item.path) for item in executed])
+        for item, logit in zip(executed, logits or ()):
+            item.verified = float(logit)
     dropped = {"failed": failed, "type": inconsistent}
     explored = len(paths) + failed
     mention_values = _mention_values(proposal)
-    groups, features = _rank(executed, config, mention_values, relevance)
+    groups, features, ranking = _rank(executed, config, mention_values, relevance)
     while groups:  # the safe executor has the last word on the winner
         best = groups[0].members[0]
         program = path_program(best.path, proposal)
@@ -720,7 +729,7 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
             break
         executed.remove(best)
         dropped["failed"] += 1
-        groups, features = _rank(executed, config, mention_values, relevance)
+        groups, features, ranking = _rank(executed, config, mention_values, relevance)
     if not groups:
         reason = NO_CONSISTENT if inconsistent else NO_EXECUTABLE
         return SearchResult(None, None, None, None, explored, False, [], reason, dropped, plan)
@@ -738,6 +747,7 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
         dropped=dropped,
         plan=plan,
         features=[[round(float(v), 6) for v in row] for row in features],
+        ranking=ranking,
     )
 
 
@@ -754,25 +764,28 @@ def _mention_values(proposal: Proposal) -> list[Fraction | None]:
 
 
 def _rank(executed: list[Executed], config: SearchConfig, mention_values: list[Fraction | None],
-          relevance: Sequence[float]) -> tuple[list[AnswerGroup], np.ndarray]:
-    """The vote's answer groups, re-ranked by ``config.selector`` when set, and their features."""
-    from app.inference.selector import group_features
+          relevance: Sequence[float]) -> tuple[list[AnswerGroup], np.ndarray, Any]:
+    """The vote's answer groups, re-ranked by ``config.selector`` when set, their features, and
+    the selector's inputs (:class:`app.inference.selector.RankingInputs`, groups in vote order)."""
+    from app.inference.selector import RankingInputs
 
     groups = _vote(executed, config.vote)
+    ranking = RankingInputs(groups, len(executed), mention_values, list(relevance))
     if not groups:
-        return groups, np.zeros((0, 0))
-    features = group_features(groups, len(executed), mention_values, relevance)
+        return groups, np.zeros((0, 0)), ranking
+    features = ranking.features()
     if config.selector is not None:
         scores = config.selector.scores(features)
         order = sorted(range(len(groups)), key=lambda i: (-scores[i], i))
         groups = [groups[i] for i in order]
         features = features[order]
-    return groups, features
+    return groups, features, ranking
 
 
 def search_with(proposal: Proposal, operands_fn: OperandsFn, config: SearchConfig = SearchConfig(),
                 stops_fn: Callable[[Sequence[Prefix]], Sequence[float] | None] | None = None,
-                ops_fn: Callable[[Sequence[Prefix]], Sequence[dict[str, float]] | None] | None = None) -> SearchResult:
+                ops_fn: Callable[[Sequence[Prefix]], Sequence[dict[str, float]] | None] | None = None,
+                verify_fn: VerifyFn | None = None) -> SearchResult:
     """Plan and search one problem with live specialists.
 
     Without learned stops (``stops_fn`` None, or returning None for ``[]``: a C6 without its
@@ -780,14 +793,16 @@ def search_with(proposal: Proposal, operands_fn: OperandsFn, config: SearchConfi
     the plan. With them the beam runs over up to ``MAX_STEPS`` slots, asking C6 whether each
     path ends, C2 for each path's next op (``ops_fn``, when it answers ``[]`` with a list; else
     the per-slot ops of the plan) and C3 for each path's operands given its prefix — one call
-    per slot for the whole frontier.
+    per slot for the whole frontier. ``verify_fn`` (the program verifier) scores every executed
+    program for the selector.
     """
     if stops_fn is not None and proposal.mentions and stops_fn([]) is not None:  # [] for a C6 with a stop head
         plan = plan_requests(proposal, config, slots=MAX_STEPS)
         live_ops = ops_fn if ops_fn is not None and ops_fn([]) is not None else None
-        return _search(proposal, plan, operands_fn, stops_fn, config, collapse_stops=True, ops_fn=live_ops)
+        return _search(proposal, plan, operands_fn, stops_fn, config, collapse_stops=True, ops_fn=live_ops,
+                       verify_fn=verify_fn)
     plan = plan_requests(proposal, config)
     if not proposal.mentions:
-        return search(proposal, plan, [], config)
+        return search(proposal, plan, [], config, verify_fn)
     answers = operands_fn(plan.requests) if plan.requests else []
-    return search(proposal, plan, answers, config)
+    return search(proposal, plan, answers, config, verify_fn)

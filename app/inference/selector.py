@@ -27,13 +27,15 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["FEATURES", "Selector", "group_features", "fit_selector", "save_selector", "load_selector",
-           "selector_path", "versioned", "rank_accuracy"]
+__all__ = ["FEATURES", "Selector", "RankingInputs", "group_features", "fit_selector", "save_selector",
+           "load_selector", "selector_path", "versioned", "rank_accuracy"]
 
 FEATURES: tuple[str, ...] = (
     "log_mass", "share", "log_best", "log_paths", "path_share", "vote_rank0", "steps", "steps_p",
     "mentions_used", "mentions_reused", "coverage_gap", "constants", "is_integer", "is_negative",
-    "log_magnitude", "is_mention", "two_decimals",
+    "log_magnitude", "is_mention", "two_decimals", "log_op_p", "log_operand_p", "log_stop_p", "log_factors",
+    "unused_mentions", "steps_per_mention", "dead_steps", "log_best_rank", "div_share", "sub_share",
+    "max_reuse", "below_mentions", "verifier_best", "verifier_max", "verifier_top",
 )
 """Per answer group (all gold-blind): log Σ path scores; its share of the total; log of its best
 path's score; log(1 + paths); paths / all executed paths; 1 for the vote's winner; the best
@@ -41,7 +43,30 @@ path's number of steps and C6's probability of that count; fraction of the probl
 mentions the best path uses; operand uses of an already used mention / operands; mean C1
 relevance of used minus unused mentions; constants / operands; the answer is an integer,
 negative; log10(1 + |answer|); the answer equals a number written in the problem; the answer
-has at most two decimals."""
+has at most two decimals; then the best path's score taken apart — Σ log of C2's op
+probabilities, Σ log of C3's operand probabilities, log of C6's stop/continue product, and the
+log of everything else (C1 coverage, C5 edges, dead-step and duplicate factors, C3's list end,
+C6's answer type); the number of mentions it leaves unused; steps per mention; steps whose
+result no later step reads (besides the answer); log(1 + rank of its best path among all
+executed paths); shares of DIV and SUB steps; the most times one mention is read; the answer
+is below every mention's value (positive answers only); the program verifier's logit for the
+best path and the highest among the group's paths, and whether the group holds the path the
+verifier rates highest (all 0 without a verifier, :mod:`training.verifier`)."""
+
+
+@dataclass
+class RankingInputs:
+    """What the selector sees of one problem's search: the vote's answer groups (vote order),
+    the number of executed paths, the mentions' literal values and C1's relevance per mention.
+    Kept in memory (not stored) so selector features can be recomputed when they change."""
+
+    groups: list[Any]
+    n_executed: int
+    mention_values: list[Fraction | None]
+    relevance: list[float]
+
+    def features(self) -> np.ndarray:
+        return group_features(self.groups, self.n_executed, self.mention_values, self.relevance)
 
 
 @dataclass(frozen=True)
@@ -53,6 +78,7 @@ class Selector:
     std: tuple[float, ...]
     weights: tuple[float, ...]
     sha256: str = ""
+    verifier_sha256: str = ""  # the program verifier whose logits it reads ("" for none)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
         """(G, F) features → (G,) scores (higher is better)."""
@@ -61,7 +87,7 @@ class Selector:
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": list(self.features), "mean": list(self.mean), "std": list(self.std),
-                "weights": list(self.weights)}
+                "weights": list(self.weights), "verifier_sha256": self.verifier_sha256}
 
 
 def _as_fraction(value: Any) -> Fraction | None:
@@ -88,6 +114,10 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
     total = sum(g.mass for g in groups) or 1.0
     n_mentions = len(mention_values)
     literal = {v for v in mention_values if v is not None}
+    smallest = min(literal) if literal else None
+    path_scores = sorted((m.score for g in groups for m in g.members), reverse=True)
+    verified = [[float(m.verified) for m in g.members if getattr(m, "verified", None) is not None] for g in groups]
+    top_verified = max((max(v) for v in verified if v), default=None)
     rows = []
     for rank, group in enumerate(groups):
         best = group.members[0]
@@ -117,13 +147,29 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
             except Exception:
                 magnitude = 0.0
             is_integer, negative, two_decimals = 0.0, 0.0, 0.0
+        n_steps = len(path.steps) or 1
+        log_op = sum(math.log(max(step.op_p, 1e-30)) for step in path.steps)
+        log_operand = sum(math.log(max(p, 1e-30)) for step in path.steps for p in step.operand_ps)
+        log_stop = math.log(max(path.n_steps_p, 1e-30))
+        log_best = math.log(max(best.score, 1e-30))
+        consumed = {int(c[1]) for step in path.steps for c in step.operands if c[0] == "step"}
+        ops = [step.op for step in path.steps]
+        best_rank = sum(1 for s in path_scores if s > best.score)
+        below = float(value is not None and smallest is not None and 0 < value < smallest)
         rows.append([
-            math.log(max(group.mass, 1e-30)), group.mass / total, math.log(max(best.score, 1e-30)),
+            math.log(max(group.mass, 1e-30)), group.mass / total, log_best,
             math.log1p(len(group.members)), len(group.members) / max(1, n_executed), float(rank == 0),
             float(path.n_steps), float(path.n_steps_p),
             len(used) / n_mentions if n_mentions else 0.0, (len(mentions) - len(used)) / operands, gap,
             constants / operands, is_integer, negative, min(magnitude, 30.0),
             float(value is not None and value in literal), two_decimals,
+            log_op, log_operand, log_stop, log_best - log_op - log_operand - log_stop,
+            float(n_mentions - len(used)), len(path.steps) / max(1, n_mentions),
+            float(len(set(range(len(path.steps) - 1)) - consumed)), math.log1p(best_rank),
+            ops.count("DIV") / n_steps, ops.count("SUB") / n_steps,
+            float(max((mentions.count(i) for i in used), default=0)), below,
+            float(getattr(best, "verified", None) or 0.0), max(verified[rank], default=0.0),
+            float(top_verified is not None and bool(verified[rank]) and max(verified[rank]) == top_verified),
         ])
     return np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))
 
@@ -197,7 +243,7 @@ def save_selector(selector: Selector, path: Path, meta: dict[str, Any] | None = 
     body = json.dumps({**selector.to_dict(), "meta": meta or {}}, sort_keys=True, indent=1).encode()
     path.write_bytes(body)
     return Selector(selector.features, selector.mean, selector.std, selector.weights,
-                    hashlib.sha256(body).hexdigest())
+                    hashlib.sha256(body).hexdigest(), selector.verifier_sha256)
 
 
 def load_selector(path: Path) -> Selector | None:
@@ -209,7 +255,7 @@ def load_selector(path: Path) -> Selector | None:
     if tuple(data["features"]) != FEATURES[: len(data["features"])]:
         raise ValueError(f"selector {path}: features {data['features']} do not match this code's")
     return Selector(tuple(data["features"]), tuple(data["mean"]), tuple(data["std"]), tuple(data["weights"]),
-                    hashlib.sha256(body).hexdigest())
+                    hashlib.sha256(body).hexdigest(), data.get("verifier_sha256", ""))
 
 
 def versioned(model_version: str, selector: Selector | None) -> str:

@@ -51,16 +51,19 @@ class Solution:
     confidences: dict[str, float | None] = field(default_factory=dict)
     dropped: dict[str, int] = field(default_factory=dict)
     features: list[list[float]] | None = None  # per candidate, app.inference.selector.FEATURES (not stored)
+    ranking: Any = None  # app.inference.selector.RankingInputs, to fit a selector on (not stored)
 
 
 class WithSelector:
-    """Specialists plus a fitted candidate selector: the pipeline whose ``model_version`` is the
-    specialists' version with the selector's suffix (``….C6v2.S1a2b3c4d``). ``solve`` uses
-    ``selector`` in its search config."""
+    """Specialists plus a fitted candidate selector (and the program verifier it reads, if any):
+    the pipeline whose ``model_version`` is the specialists' version with the selector's suffix
+    (``….C6v2.S1a2b3c4d``). ``solve`` uses ``selector`` in its search config and ``verify`` to
+    score the executed programs."""
 
-    def __init__(self, specialists: Specialists, selector: Selector | None):
+    def __init__(self, specialists: Specialists, selector: Selector | None, verifier: Any = None):
         self.specialists = specialists
         self.selector = selector
+        self.verifier = verifier  # training.verifier.LoadedVerifier (logits(text, prefixes))
 
     @property
     def model_version(self) -> str:
@@ -72,13 +75,17 @@ class WithSelector:
     def operands(self, text, requests):
         return self.specialists.operands(text, requests)
 
+    def verify(self, text: str, prefixes) -> list[float] | None:
+        """The verifier's logit per complete program (None without a verifier)."""
+        return self.verifier.logits(text, prefixes) if self.verifier is not None else None
+
     def __getattr__(self, name: str):
         return getattr(self.specialists, name)
 
 
 def _optional(specialists: Specialists, method: str, text: str, prefixes):
-    """A prefix-conditioned answer (``stops``: C6, ``next_ops``: C2), or None for specialists
-    without that head."""
+    """A prefix-conditioned answer (``stops``: C6, ``next_ops``: C2, ``verify``: the program
+    verifier), or None for specialists without that head."""
     call = getattr(specialists, method, None)
     return call(text, prefixes) if call is not None else None
 
@@ -115,7 +122,8 @@ def solve_proposal(text: str, proposal: Proposal, specialists: Specialists,
     config = _pipeline_config(specialists, config)
     result = search_with(proposal, lambda requests: specialists.operands(text, requests), config,
                          lambda prefixes: _optional(specialists, "stops", text, prefixes),
-                         lambda prefixes: _optional(specialists, "next_ops", text, prefixes))
+                         lambda prefixes: _optional(specialists, "next_ops", text, prefixes),
+                         lambda prefixes: _optional(specialists, "verify", text, prefixes))
     ms = shared_ms + (time.perf_counter() - began) * 1000.0
     payloads, confidences = prediction_payloads(proposal, result)
     return Solution(
@@ -124,6 +132,7 @@ def solve_proposal(text: str, proposal: Proposal, specialists: Specialists,
         candidates=result.candidates, no_answer_reason=result.no_answer_reason,
         model_version=specialists.model_version, model_versions=dict(proposal.model_versions),
         ms=ms, predictions=payloads, confidences=confidences, dropped=result.dropped, features=result.features,
+        ranking=result.ranking,
     )
 
 

@@ -65,8 +65,9 @@ def specialists_part(model_version: str | None) -> str | None:
 
 def with_selector(specialists, model_version: str | None = None):
     """The specialists with the candidate selector fitted for them (``MYCELIUM_HOME/models/
-    selector/<version>/selector.json``) when one exists; a ``model_version`` naming a selector
-    (``.S<sha8>``) must match it, one naming none gets none."""
+    selector/<version>/selector.json``) and the program verifier it reads (``…/verifier``, its
+    sha256 checked) when one exists; a ``model_version`` naming a selector (``.S<sha8>``) must
+    match it, one naming none gets none."""
     from app.config import get_settings
     from app.inference.selector import load_selector, selector_path
     from app.inference.solve import WithSelector
@@ -74,10 +75,24 @@ def with_selector(specialists, model_version: str | None = None):
     wanted = [part[1:] for part in (model_version or "").split(".") if part.startswith("S")]
     if model_version and not wanted:
         return specialists
-    selector = load_selector(selector_path(get_settings().mycelium_home, specialists.model_version))
+    path = selector_path(get_settings().mycelium_home, specialists.model_version)
+    selector = load_selector(path)
     if wanted and (selector is None or not selector.sha256.startswith(wanted[0])):
         raise UserError(f"model version {model_version}: no selector S{wanted[0]} for {specialists.model_version}")
-    return WithSelector(specialists, selector) if selector is not None else specialists
+    if selector is None:
+        return specialists
+    verifier = None
+    if selector.verifier_sha256:
+        from training.checkpoint import artifact_sha256
+        from training.verifier import VERIFIER_DIR, LoadedVerifier
+
+        directory = path.parent / VERIFIER_DIR
+        if not directory.is_dir():
+            raise UserError(f"selector {path}: its program verifier {directory} is missing")
+        if artifact_sha256(directory) != selector.verifier_sha256:
+            raise UserError(f"selector {path}: program verifier {directory} does not match its sha256")
+        verifier = LoadedVerifier(directory)
+    return WithSelector(specialists, selector, verifier)
 
 
 def problem_texts(session: Session, problem_ids: Sequence[int]) -> dict[int, str]:

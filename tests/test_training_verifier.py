@@ -1,0 +1,102 @@
+"""The program verifier: candidate sampling, training, artifact identity, use by the selector."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from sqlalchemy import select
+
+from app.db.models import Problem, Split
+from app.errors import UserError
+from app.inference.search import AnswerGroup, Executed, Path, PlannedStep, path_prefix
+from app.inference.selector import FEATURES, Selector, group_features, save_selector, selector_path
+from app.inference.solve import WithSelector, solve
+from app.inference.store import with_selector
+from training.checkpoint import WEIGHTS, artifact_sha256
+from training.prefix import batch_prefix_logits
+from training.verifier import (
+    VERIFIER_DIR, LoadedVerifier, candidate_programs, collate, save_verifier, train_verifier, verifier_corpus,
+)
+
+
+def _group(answer: int, scores: list[float], verified: list[float | None], n_steps: int = 1) -> AnswerGroup:
+    step = PlannedStep("ADD", 0.9, (("problem", 0, "literal"), ("problem", 1, "literal")), (0.8, 0.7))
+    members = [Executed(Path(n_steps, 0.5, (step,) * n_steps, s), Fraction(answer), str(answer), s, v)
+               for s, v in zip(scores, verified)]
+    return AnswerGroup(str(answer), Fraction(answer), sum(scores), members)
+
+
+def test_candidate_programs_put_right_groups_first_and_cap_the_rest():
+    groups = [_group(i, [0.5 - i / 100], [None]) for i in range(30)]
+    correct = [i in (3, 20) for i in range(30)]
+    prefixes, labels = candidate_programs(groups, correct, limit=16, positives=4)
+    assert len(prefixes) == 16 and labels[:2] == [1, 1] and sum(labels) == 2
+    assert prefixes[0] == path_prefix(groups[3].members[0].path)
+    assert prefixes[2] == path_prefix(groups[0].members[0].path)  # then the wrong ones, vote order
+
+
+def test_verifier_features_read_the_logits_of_each_group():
+    groups = [_group(5, [0.6, 0.1], [-1.0, 2.5]), _group(7, [0.3], [0.5])]
+    x = group_features(groups, 3, [Fraction(2), Fraction(3)], [0.9, 0.9])
+    col = {name: i for i, name in enumerate(FEATURES)}
+    assert x[0, col["verifier_best"]] == -1.0 and x[0, col["verifier_max"]] == 2.5
+    assert x[1, col["verifier_best"]] == x[1, col["verifier_max"]] == 0.5
+    assert list(x[:, col["verifier_top"]]) == [1.0, 0.0]
+    assert list(x[:, col["log_op_p"]]) == pytest.approx([np.log(0.9)] * 2)
+    assert list(x[:, col["log_operand_p"]]) == pytest.approx([np.log(0.8 * 0.7)] * 2)
+    unscored = group_features([_group(5, [0.6], [None])], 1, [Fraction(2)], [0.9])
+    assert unscored[0, col["verifier_best"]] == unscored[0, col["verifier_top"]] == 0.0
+
+
+def test_verifier_trains_saves_loads_and_feeds_the_selector(db_session, trained, home):
+    ids = list(db_session.scalars(select(Problem.id).where(Problem.split == Split.TRAIN).order_by(Problem.id)))[:12]
+    texts = [db_session.get(Problem, i).text for i in ids]
+    rows = []
+    for text, solution in zip(texts, solve(texts, trained)):
+        if solution.ranking and solution.ranking.groups:
+            groups = solution.ranking.groups
+            rows.append((text, solution.ranking, [k == len(groups) - 1 for k in range(len(groups))]))
+    assert len(rows) >= 4, "the tiny specialists should execute programs for most fixture problems"
+    c3 = trained.specialists["C3"]
+    ops, constants = c3.maps["ops"], c3.maps["constants"]
+    corpus, examples = verifier_corpus(rows, c3.backbone, ops, constants)
+    assert [e.labels[0] for e in examples] == [1] * len(examples)  # the right group comes first
+    head, metrics = train_verifier(corpus, examples, corpus, examples, len(ops), c3.backbone.hidden_size, epochs=2)
+    assert 0.0 <= metrics["dev_top1"] <= 1.0 and 1 <= len(metrics["history"]) <= 2
+
+    directory = selector_path(home, trained.model_version).parent / VERIFIER_DIR
+    sha = save_verifier(directory, head, ops, constants, c3.backbone, metrics)
+    loaded = LoadedVerifier(directory)
+    assert loaded.sha256 == sha == artifact_sha256(directory)
+    # The loaded verifier scores a problem's programs exactly as the trained head did.
+    text, ranking, _ = rows[0]
+    prefixes, _ = candidate_programs(ranking.groups, [False] * len(ranking.groups))
+    with torch.no_grad():
+        expected = batch_prefix_logits(head, collate(corpus, examples[:1]))[:, 0].tolist()
+    first = examples[0]
+    assert len(expected) == len(first.programs)
+    got = loaded.logits(text, [path_prefix(g.members[0].path) for g in
+                               [ranking.groups[-1]] + [g for g in ranking.groups[:-1]][:15]])
+    assert got == pytest.approx(expected, abs=1e-5)
+
+    # A selector naming the verifier loads with it; its features then carry the logits.
+    weights = [0.0] * len(FEATURES)
+    weights[FEATURES.index("verifier_max")] = 1.0
+    selector = Selector(FEATURES, (0.0,) * len(FEATURES), (1.0,) * len(FEATURES), tuple(weights),
+                        verifier_sha256=sha)
+    save_selector(selector, selector_path(home, trained.model_version))
+    pipeline = with_selector(trained)
+    assert isinstance(pipeline, WithSelector) and pipeline.verifier.sha256 == sha
+    (solution,) = solve([text], pipeline)
+    column = FEATURES.index("verifier_max")
+    assert any(row[column] != 0.0 for row in solution.features)
+    best = max(range(len(solution.features)), key=lambda i: solution.features[i][column])
+    assert solution.answer == solution.candidates[best]["answer"]  # the verifier's favourite wins
+
+    # A verifier changed after the selector was fitted is refused with one clear line.
+    (directory / WEIGHTS).write_bytes((directory / WEIGHTS).read_bytes() + b" ")
+    with pytest.raises(UserError, match="does not match its sha256"):
+        with_selector(trained)

@@ -1,0 +1,194 @@
+"""Program verifier: (problem text, complete candidate program) → a logit that its answer is right.
+
+The search's beam holds the right answer far more often than its vote picks it: the specialists
+score each decision locally, so a short program that ignores half the problem can outscore the
+right one. The verifier judges whole programs against the problem text. It is a
+:class:`~training.prefix.PrefixClassifier` (the memory of C6's stop head: frozen token states,
+mention read counts, one vector per step) with one output, trained on the search's own executed
+candidates for TRAIN problems, labelled by whether their answer matches gold (training data;
+inference only ever sees the weights). Its logits become features of the candidate selector
+(:mod:`app.inference.selector`).
+
+Artifact: ``weights.safetensors`` + ``config.json`` (head config, op/constant vocabulary,
+backbone, dev metrics) in ``MYCELIUM_HOME/models/selector/<specialists' version>/verifier``,
+hashed like a specialist's (:func:`training.checkpoint.artifact_sha256`).
+
+Shapes: B programs, U problems, T tokens, M mentions.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch.nn import functional as F
+
+from app.inference.proposals import Prefix
+from training.checkpoint import CONFIG, WEIGHTS, artifact_sha256
+from training.encoder import Backbone, encode_cached, load_backbone
+from training.examples import ProblemData, ProgramStep, mentions_of
+from training.heads import HeadConfig
+from training.prefix import PrefixClassifier, batch_prefix_logits, contract_prefix, prefix_arrays, prefix_batch, problem_prefix_logits
+from training.tasks import Corpus, positive_weight
+
+VERIFIER_DIR = "verifier"
+
+
+@dataclass(frozen=True)
+class VerifierExample:
+    """One problem (``index`` into the corpus) with candidate programs and 0/1 labels."""
+
+    index: int
+    programs: list[list[ProgramStep]]
+    labels: list[int]
+
+
+def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: int = 16,
+                       positives: int = 4) -> tuple[list[Prefix], list[int]]:
+    """The programs one problem contributes: the best path of each correct answer group (at most
+    ``positives``), then the best path of the wrong groups in vote order, ``limit`` in all.
+
+    ``groups`` are :class:`app.inference.search.AnswerGroup` (vote order); ``correct`` per group.
+    """
+    from app.inference.search import path_prefix
+
+    right = [g for g, ok in zip(groups, correct) if ok][:positives]
+    wrong = [g for g, ok in zip(groups, correct) if not ok][: max(0, limit - len(right))]
+    chosen = [(g, 1) for g in right] + [(g, 0) for g in wrong]
+    return [path_prefix(g.members[0].path) for g, _ in chosen], [label for _, label in chosen]
+
+
+def verifier_corpus(rows: Sequence[tuple[str, Any, Sequence[bool]]], backbone: Backbone, ops: Sequence[str],
+                    constants: Sequence[str], cache_dir: Path | None = None) -> tuple[Corpus, list[VerifierExample]]:
+    """Encode the problems of ``rows`` (text, :class:`~app.inference.selector.RankingInputs`,
+    correct per group) and turn their candidates into examples (problems without a candidate
+    are left out)."""
+    op_index = {op: k for k, op in enumerate(ops)}
+    kept = [(text, ranking, labels) for text, ranking, labels in rows if ranking.groups]
+    texts = [text for text, _, _ in kept]
+    corpus = Corpus([ProblemData(i, text) for i, text in enumerate(texts)], encode_cached(backbone, texts, cache_dir))
+    examples = []
+    for index, (_, ranking, labels) in enumerate(kept):
+        prefixes, targets = candidate_programs(ranking.groups, labels)
+        examples.append(VerifierExample(index, [contract_prefix(p, op_index, constants) for p in prefixes], targets))
+    return corpus, examples
+
+
+def collate(corpus: Corpus, examples: Sequence[VerifierExample]) -> dict[str, Any]:
+    """A batch of problems with all their candidate programs (``target`` (B,) float 0/1)."""
+    states, mask = corpus.states([e.index for e in examples])
+    requests = [(b, program) for b, e in enumerate(examples) for program in e.programs]
+    batch = {"states": states, "mask": mask, **prefix_batch(corpus, examples, requests, states.shape[1])}
+    batch["target"] = torch.tensor([label for e in examples for label in e.labels], dtype=torch.float32)
+    return batch
+
+
+def top1_accuracy(head: PrefixClassifier, corpus: Corpus, examples: Sequence[VerifierExample],
+                  batch_problems: int = 32) -> float:
+    """Share of problems (with a right and a wrong candidate) whose highest-scored program is right."""
+    usable = [e for e in examples if 0 < sum(e.labels) < len(e.labels)]
+    hits = 0
+    head.eval()
+    with torch.no_grad():
+        for start in range(0, len(usable), batch_problems):
+            part = usable[start:start + batch_problems]
+            logits = batch_prefix_logits(head, collate(corpus, part))[:, 0].numpy()
+            offset = 0
+            for e in part:
+                scores = logits[offset:offset + len(e.labels)]
+                hits += e.labels[int(np.argmax(scores))]
+                offset += len(e.labels)
+    return hits / max(1, len(usable))
+
+
+def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus: Corpus,
+                   dev: Sequence[VerifierExample], n_ops: int, hidden_size: int, epochs: int = 6,
+                   batch_problems: int = 16, lr: float = 1e-3, patience: int = 2, seed: int = 0,
+                   on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[PrefixClassifier, dict[str, Any]]:
+    """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1.
+
+    Returns the head (eval mode) and metrics: dev top-1 of the verifier alone, the number of dev
+    problems it was measured on, and the per-epoch history.
+    """
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    head = PrefixClassifier(HeadConfig(hidden_size=hidden_size), n_ops, 1)
+    optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
+    pos_weight = torch.tensor(positive_weight(np.array([label for e in train for label in e.labels])))
+    best, best_state, stale, history = -1.0, None, 0, []
+    for epoch in range(epochs):
+        head.train()
+        losses = []
+        order = rng.permutation(len(train))
+        for start in range(0, len(order), batch_problems):
+            batch = collate(corpus, [train[i] for i in order[start:start + batch_problems]])
+            logits = batch_prefix_logits(head, batch)[:, 0]
+            loss = F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        score = top1_accuracy(head, dev_corpus, dev)
+        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "dev_top1": score})
+        if on_epoch is not None:
+            on_epoch(epoch + 1, float(np.mean(losses)), score)
+        if score > best:
+            best, best_state, stale = score, copy.deepcopy(head.state_dict()), 0
+        else:
+            stale += 1
+            if stale >= patience:
+                break
+    head.load_state_dict(best_state)
+    head.eval()
+    usable = [e for e in dev if 0 < sum(e.labels) < len(e.labels)]
+    return head, {"dev_top1": round(best, 4), "dev_problems": len(usable), "history": history,
+                  "note": "dev problems with a right and a wrong candidate; top-1 among the sampled candidates"}
+
+
+def save_verifier(directory: Path, head: PrefixClassifier, ops: Sequence[str], constants: Sequence[str],
+                  backbone: Backbone, metrics: dict[str, Any]) -> str:
+    """Write the artifact; returns its sha256."""
+    directory.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(directory / WEIGHTS))
+    config = {"head_config": HeadConfig(hidden_size=backbone.hidden_size).to_dict(), "ops": list(ops),
+              "constants": list(constants), "metrics": metrics,
+              "backbone": {"path": str(backbone.directory), "fingerprint": backbone.fingerprint,
+                           "max_tokens": backbone.max_tokens}}
+    (directory / CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
+    return artifact_sha256(directory)
+
+
+class LoadedVerifier:
+    """A verifier artifact ready for inference: ``logits(text, prefixes)``."""
+
+    def __init__(self, directory: Path, device: str = "cpu"):
+        config = json.loads((directory / CONFIG).read_text())
+        self.sha256 = artifact_sha256(directory)
+        self.ops, self.constants = list(config["ops"]), list(config["constants"])
+        self.head = PrefixClassifier(HeadConfig(**config["head_config"]), len(self.ops), 1)
+        self.head.load_state_dict(load_file(str(directory / WEIGHTS)))
+        self.head.eval()
+        info = config["backbone"]
+        self.backbone = load_backbone(info["path"], device, int(info["max_tokens"]))
+        if self.backbone.fingerprint != info["fingerprint"]:
+            raise ValueError(f"verifier {directory}: backbone {info['path']} changed since training")
+        self._op_index = {op: k for k, op in enumerate(self.ops)}
+
+    def logits(self, text: str, prefixes: Sequence[Prefix]) -> list[float]:
+        """One logit per complete program of one problem, in one padded pass."""
+        if not prefixes:
+            return []
+        enc = encode_cached(self.backbone, [text])[0]
+        mentions = mentions_of(text)
+        states = torch.from_numpy(enc.states.astype(np.float32))[None]
+        mask = torch.ones(1, states.shape[1], dtype=torch.bool)
+        arrays = [prefix_arrays(contract_prefix(p, self._op_index, self.constants), len(mentions)) for p in prefixes]
+        with torch.no_grad():
+            return problem_prefix_logits(self.head, states, mask, enc.starts, enc.ends, mentions, arrays)[:, 0].tolist()
