@@ -16,9 +16,9 @@ from app.inference.selector import FEATURES, Selector, group_features, save_sele
 from app.inference.solve import WithSelector, solve
 from app.inference.store import with_selector
 from training.checkpoint import WEIGHTS, artifact_sha256
-from training.prefix import batch_prefix_logits
 from training.verifier import (
-    VERIFIER_DIR, LoadedVerifier, candidate_programs, collate, save_verifier, train_verifier, verifier_corpus,
+    VERIFIER_DIR, LoadedVerifier, batch_logits, candidate_programs, collate, save_verifier, train_verifier,
+    value_features, verifier_corpus,
 )
 
 
@@ -32,10 +32,21 @@ def _group(answer: int, scores: list[float], verified: list[float | None], n_ste
 def test_candidate_programs_put_right_groups_first_and_cap_the_rest():
     groups = [_group(i, [0.5 - i / 100], [None]) for i in range(30)]
     correct = [i in (3, 20) for i in range(30)]
-    prefixes, labels = candidate_programs(groups, correct, limit=16, positives=4)
-    assert len(prefixes) == 16 and labels[:2] == [1, 1] and sum(labels) == 2
-    assert prefixes[0] == path_prefix(groups[3].members[0].path)
-    assert prefixes[2] == path_prefix(groups[0].members[0].path)  # then the wrong ones, vote order
+    programs, labels = candidate_programs(groups, correct, limit=16, positives=4)
+    assert len(programs) == 16 and labels[:2] == [1, 1] and sum(labels) == 2
+    assert programs[0][0] == path_prefix(groups[3].members[0].path)
+    assert programs[2][0] == path_prefix(groups[0].members[0].path)  # then the wrong ones, vote order
+
+
+def test_value_features_mark_sign_kind_and_magnitude_per_step():
+    import sympy
+
+    x = value_features((Fraction(72), Fraction(-3, 2), Fraction(0), Fraction(1, 3), sympy.sqrt(2)))
+    assert x.shape == (8, 3)
+    assert x[:5, 0].tolist() == [1, 2, 3, 1, 1]  # positive, negative, zero …
+    assert x[:5, 1].tolist() == [1, 2, 1, 3, 3]  # integer, two decimals (-1.5), integer (0), other, other
+    assert x[0, 2] == 1 + 3 and x[3, 2] == -1 + 3  # floor(log10 72) = 1, floor(log10 1/3) = -1
+    assert (x[5:] == 0).all()
 
 
 def test_verifier_features_read_the_logits_of_each_group():
@@ -73,14 +84,11 @@ def test_verifier_trains_saves_loads_and_feeds_the_selector(db_session, trained,
     assert loaded.sha256 == sha == artifact_sha256(directory)
     # The loaded verifier scores a problem's programs exactly as the trained head did.
     text, ranking, _ = rows[0]
-    prefixes, _ = candidate_programs(ranking.groups, [False] * len(ranking.groups))
     with torch.no_grad():
-        expected = batch_prefix_logits(head, collate(corpus, examples[:1]))[:, 0].tolist()
-    first = examples[0]
-    assert len(expected) == len(first.programs)
-    got = loaded.logits(text, [path_prefix(g.members[0].path) for g in
-                               [ranking.groups[-1]] + [g for g in ranking.groups[:-1]][:15]])
-    assert got == pytest.approx(expected, abs=1e-5)
+        expected = batch_logits(head, collate(corpus, examples[:1])).tolist()
+    assert len(expected) == len(examples[0].programs)
+    programs, _ = candidate_programs(ranking.groups, [k == len(ranking.groups) - 1 for k in range(len(ranking.groups))])
+    assert loaded.logits(text, programs) == pytest.approx(expected, abs=1e-5)
 
     # A selector naming the verifier loads with it; its features then carry the logits.
     weights = [0.0] * len(FEATURES)

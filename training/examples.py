@@ -79,6 +79,14 @@ MENTION_ORDINALS = 16  # mention i ≥ 15 shares the last ordinal
 MAGNITUDES = 12  # floor(log10 |value|) in -3..7 → 0..10; 11 for zero or unreadable
 
 
+def magnitude_bucket(value: float) -> int:
+    """floor(log10 |value|) clipped to -3..7 → 0..10; ``MAGNITUDES - 1`` for zero or not finite."""
+    value = abs(value)
+    if value == 0.0 or not np.isfinite(value):
+        return MAGNITUDES - 1
+    return int(np.clip(np.floor(np.log10(value)), -3, 7)) + 3
+
+
 def mention_features(mentions: Sequence[MentionView], m_max: int | None = None) -> np.ndarray:
     """(M, 3) int64 per mention: its ordinal in the text, its magnitude bucket and its kind
     (:data:`app.execution.numbers.NUMBER_KINDS`), padded with zeros to ``m_max`` rows. Pure text
@@ -93,7 +101,7 @@ def mention_features(mentions: Sequence[MentionView], m_max: int | None = None) 
             value = abs(float(Fraction(m.value)))
         except (ValueError, ZeroDivisionError):
             value = 0.0
-        magnitude = MAGNITUDES - 1 if value == 0.0 else int(np.clip(np.floor(np.log10(value)), -3, 7)) + 3
+        magnitude = magnitude_bucket(value)
         kind = NUMBER_KINDS.index(m.kind) if m.kind in NUMBER_KINDS else 0
         out[i] = (min(i, MENTION_ORDINALS - 1), magnitude, kind)
     return out

@@ -117,14 +117,17 @@ class PrefixMemory(nn.Module):
 
     def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor, mention_tokens: torch.Tensor,
                 pooled: torch.Tensor, used: torch.Tensor, step_ops: torch.Tensor, consumed: torch.Tensor,
-                step_mentions: torch.Tensor, n_prefix: torch.Tensor):
+                step_mentions: torch.Tensor, n_prefix: torch.Tensor, slot_extra: torch.Tensor | None = None):
         """``tokens`` (B, T, d), ``token_mask`` (B, T), ``mention_tokens`` (B, M, T) 0/1 membership,
-        ``pooled`` (B, M, d) mention vectors, prefix tensors of :func:`prefix_tensors`."""
+        ``pooled`` (B, M, d) mention vectors, prefix tensors of :func:`prefix_tensors`;
+        ``slot_extra`` (B, K, d) is added to the slot vectors (the verifier's step values)."""
         used_level = used.round().long().clamp(0, USE_LEVELS - 1)  # (B, M)
         token_level = torch.bmm(used_level.float()[:, None, :], mention_tokens).squeeze(1)  # (B, T)
         memory = tokens + self.used_emb(token_level.round().long().clamp(0, USE_LEVELS - 1))
         slots = (self.op_emb(step_ops) + self.slot_emb.weight[None] + self.consumed_emb(consumed)
                  + self.read(torch.bmm(step_mentions, pooled)))  # (B, K, d)
+        if slot_extra is not None:
+            slots = slots + slot_extra
         slot_mask = torch.arange(MAX_STEPS)[None, :] < n_prefix[:, None]  # (B, K)
         return (torch.cat([memory, slots], dim=1), torch.cat([token_mask, slot_mask], dim=1), slots, used_level)
 
@@ -151,14 +154,19 @@ class PrefixClassifier(nn.Module):
         self.out = nn.Linear(d, n_out)
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, rows: torch.Tensor,
-                prefix: dict[str, torch.Tensor], mention_feats: torch.Tensor, mention_mask: torch.Tensor) -> torch.Tensor:
+                prefix: dict[str, torch.Tensor], mention_feats: torch.Tensor, mention_mask: torch.Tensor,
+                slot_extra: torch.Tensor | None = None, query_extra: torch.Tensor | None = None) -> torch.Tensor:
+        """``slot_extra`` (B, K, d) / ``query_extra`` (B, d): optional vectors added to the slot
+        vectors and to the query (the verifier's step and answer values)."""
         memory = self.project(states)  # (U, T, d)
         pooled = (self.mention_key(mentions @ memory) + self.features(mention_feats))[rows]  # (B, M, d)
         context, context_mask, _, used = self.prefix(memory[rows], mask[rows], (mentions > 0).float()[rows], pooled,
-                                                     **prefix)
+                                                     **prefix, slot_extra=slot_extra)
         unread = ((used == 0) & mention_mask[rows]).sum(dim=1).clamp(max=UNREAD_LEVELS - 1)  # (B,)
         q = (self.query[None] + self.length_emb(prefix["n_prefix"])[:, None, :]
              + self.unread_emb(unread)[:, None, :])  # (B, 1, d)
+        if query_extra is not None:
+            q = q + query_extra[:, None, :]
         return self.out(self.decoder(q, context, context_mask)[:, 0])  # (B, n_out)
 
 
@@ -186,11 +194,13 @@ def batch_prefix_logits(head: PrefixClassifier | None, batch: dict) -> torch.Ten
                 batch["mention_feats"], batch["mention_mask"])
 
 
-def problem_prefix_logits(head: PrefixClassifier, states: torch.Tensor, mask: torch.Tensor, starts: np.ndarray,
-                          ends: np.ndarray, mentions: Sequence, prefixes: Sequence[PrefixArrays]) -> torch.Tensor:
-    """(n, n_out) logits of ``head`` for one problem ((1, T, H) states) and n prefixes."""
+def problem_prefix_logits(head: nn.Module, states: torch.Tensor, mask: torch.Tensor, starts: np.ndarray,
+                          ends: np.ndarray, mentions: Sequence, prefixes: Sequence[PrefixArrays],
+                          **extra: torch.Tensor) -> torch.Tensor:
+    """(n, n_out) logits of ``head`` (a :class:`PrefixClassifier` or one with its inputs plus
+    ``extra``) for one problem ((1, T, H) states) and n prefixes."""
     from training.c3_extractor import mention_feature_tensor, mention_tensors
 
     ment, ment_mask = mention_tensors([(starts, ends)], [mentions], states.shape[1])
     return head(states, mask, ment, torch.zeros(len(prefixes), dtype=torch.long), prefix_tensors(prefixes, ment.shape[1]),
-                mention_feature_tensor([mentions], ment.shape[1]), ment_mask)
+                mention_feature_tensor([mentions], ment.shape[1]), ment_mask, **extra)

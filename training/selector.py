@@ -88,7 +88,8 @@ def score_with_verifier(rows, verifier) -> None:
 
     for text, ranking, _ in tqdm(rows, desc="verify", unit="problem", file=sys.stderr):
         members = [m for g in ranking.groups for m in g.members]
-        for member, logit in zip(members, verifier.logits(text, [path_prefix(m.path) for m in members])):
+        programs = [(path_prefix(m.path), m.path.values) for m in members]
+        for member, logit in zip(members, verifier.logits(text, programs)):
             member.verified = float(logit)
 
 

@@ -4,9 +4,11 @@ The search's beam holds the right answer far more often than its vote picks it: 
 score each decision locally, so a short program that ignores half the problem can outscore the
 right one. The verifier judges whole programs against the problem text. It is a
 :class:`~training.prefix.PrefixClassifier` (the memory of C6's stop head: frozen token states,
-mention read counts, one vector per step) with one output, trained on the search's own executed
-candidates for TRAIN problems, labelled by whether their answer matches gold (training data;
-inference only ever sees the weights). Its logits become features of the candidate selector
+mention read counts, one vector per step) with one output, whose step vectors also carry what
+each step computed — sign, integer / two-decimal / other, magnitude bucket of its value — and
+whose query carries the answer's. It is trained on the search's own executed candidates for
+TRAIN problems, labelled by whether their answer matches gold (training data; inference only
+ever sees the weights). Its logits become features of the candidate selector
 (:mod:`app.inference.selector`).
 
 Artifact: ``weights.safetensors`` + ``config.json`` (head config, op/constant vocabulary,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+from fractions import Fraction
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,28 +33,79 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch.nn import functional as F
 
-from app.inference.proposals import Prefix
+from torch import nn
+
+from app.inference.proposals import MAX_STEPS, Prefix
 from training.checkpoint import CONFIG, WEIGHTS, artifact_sha256
 from training.encoder import Backbone, encode_cached, load_backbone
-from training.examples import ProblemData, ProgramStep, mentions_of
+from training.examples import MAGNITUDES, ProblemData, ProgramStep, magnitude_bucket, mentions_of
 from training.heads import HeadConfig
-from training.prefix import PrefixClassifier, batch_prefix_logits, contract_prefix, prefix_arrays, prefix_batch, problem_prefix_logits
+from training.prefix import PrefixClassifier, contract_prefix, prefix_arrays, prefix_batch, problem_prefix_logits
 from training.tasks import Corpus, positive_weight
 
 VERIFIER_DIR = "verifier"
+VALUE_SIGNS = 4  # 0 past the program, 1 positive, 2 negative, 3 zero
+VALUE_KINDS = 4  # 0 past the program, 1 integer, 2 at most two decimals, 3 any other value
+
+Program = tuple[Prefix, tuple]
+"""A complete candidate program: its prefix (ops and operands per step) and its step values."""
+
+
+def value_features(values: Sequence[Any]) -> np.ndarray:
+    """(K, 3) int64 per step value (``Fraction`` or sympy number): sign, kind, magnitude bucket;
+    zeros past the program."""
+    out = np.zeros((MAX_STEPS, 3), dtype=np.int64)
+    for k, value in enumerate(values[:MAX_STEPS]):
+        if isinstance(value, Fraction):
+            number, integer, cents = float(value), value.denominator == 1, (value * 100).denominator == 1
+        else:
+            try:
+                number = float(complex(value.evalf()).real)
+            except (TypeError, ValueError, AttributeError):
+                number = float("nan")
+            integer = cents = False
+        sign = 3 if number == 0.0 else (2 if number < 0 else 1)
+        out[k] = (sign, 1 if integer else (2 if cents else 3), magnitude_bucket(number))
+    return out
+
+
+class VerifierHead(nn.Module):
+    """(problem, complete program, its step values) → (B, 1) logit that its answer is right."""
+
+    def __init__(self, cfg: HeadConfig, n_ops: int):
+        super().__init__()
+        d = cfg.width
+        self.score = PrefixClassifier(cfg, n_ops, 1)
+        self.sign = nn.Embedding(VALUE_SIGNS, d)
+        self.kind = nn.Embedding(VALUE_KINDS, d)
+        self.magnitude = nn.Embedding(MAGNITUDES, d)
+        self.answer = nn.Linear(d, d)
+
+    def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, rows: torch.Tensor,
+                prefix: dict[str, torch.Tensor], mention_feats: torch.Tensor, mention_mask: torch.Tensor,
+                values: torch.Tensor) -> torch.Tensor:
+        """:class:`~training.prefix.PrefixClassifier` inputs plus ``values`` (B, K, 3) of
+        :func:`value_features`."""
+        slots = self.sign(values[..., 0]) + self.kind(values[..., 1]) + self.magnitude(values[..., 2])  # (B, K, d)
+        last = (prefix["n_prefix"] - 1).clamp(min=0)
+        answer = self.answer(slots[torch.arange(len(slots)), last])  # (B, d)
+        return self.score(states, mask, mentions, rows, prefix, mention_feats, mention_mask,
+                          slot_extra=slots, query_extra=answer)
 
 
 @dataclass(frozen=True)
 class VerifierExample:
-    """One problem (``index`` into the corpus) with candidate programs and 0/1 labels."""
+    """One problem (``index`` into the corpus) with candidate programs, their (K, 3) value
+    features and 0/1 labels."""
 
     index: int
     programs: list[list[ProgramStep]]
+    values: list[np.ndarray]
     labels: list[int]
 
 
 def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: int = 16,
-                       positives: int = 4) -> tuple[list[Prefix], list[int]]:
+                       positives: int = 4) -> tuple[list[Program], list[int]]:
     """The programs one problem contributes: the best path of each correct answer group (at most
     ``positives``), then the best path of the wrong groups in vote order, ``limit`` in all.
 
@@ -61,8 +115,8 @@ def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: in
 
     right = [g for g, ok in zip(groups, correct) if ok][:positives]
     wrong = [g for g, ok in zip(groups, correct) if not ok][: max(0, limit - len(right))]
-    chosen = [(g, 1) for g in right] + [(g, 0) for g in wrong]
-    return [path_prefix(g.members[0].path) for g, _ in chosen], [label for _, label in chosen]
+    chosen = [(g.members[0].path, 1) for g in right] + [(g.members[0].path, 0) for g in wrong]
+    return [(path_prefix(path), path.values) for path, _ in chosen], [label for _, label in chosen]
 
 
 def verifier_corpus(rows: Sequence[tuple[str, Any, Sequence[bool]]], backbone: Backbone, ops: Sequence[str],
@@ -76,8 +130,9 @@ def verifier_corpus(rows: Sequence[tuple[str, Any, Sequence[bool]]], backbone: B
     corpus = Corpus([ProblemData(i, text) for i, text in enumerate(texts)], encode_cached(backbone, texts, cache_dir))
     examples = []
     for index, (_, ranking, labels) in enumerate(kept):
-        prefixes, targets = candidate_programs(ranking.groups, labels)
-        examples.append(VerifierExample(index, [contract_prefix(p, op_index, constants) for p in prefixes], targets))
+        programs, targets = candidate_programs(ranking.groups, labels)
+        examples.append(VerifierExample(index, [contract_prefix(p, op_index, constants) for p, _ in programs],
+                                        [value_features(v) for _, v in programs], targets))
     return corpus, examples
 
 
@@ -86,11 +141,18 @@ def collate(corpus: Corpus, examples: Sequence[VerifierExample]) -> dict[str, An
     states, mask = corpus.states([e.index for e in examples])
     requests = [(b, program) for b, e in enumerate(examples) for program in e.programs]
     batch = {"states": states, "mask": mask, **prefix_batch(corpus, examples, requests, states.shape[1])}
+    batch["values"] = torch.from_numpy(np.stack([v for e in examples for v in e.values]))
     batch["target"] = torch.tensor([label for e in examples for label in e.labels], dtype=torch.float32)
     return batch
 
 
-def top1_accuracy(head: PrefixClassifier, corpus: Corpus, examples: Sequence[VerifierExample],
+def batch_logits(head: VerifierHead, batch: dict[str, Any]) -> torch.Tensor:
+    """(B,) logits of a :func:`collate` batch."""
+    return head(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
+                batch["mention_feats"], batch["mention_mask"], batch["values"])[:, 0]
+
+
+def top1_accuracy(head: VerifierHead, corpus: Corpus, examples: Sequence[VerifierExample],
                   batch_problems: int = 32) -> float:
     """Share of problems (with a right and a wrong candidate) whose highest-scored program is right."""
     usable = [e for e in examples if 0 < sum(e.labels) < len(e.labels)]
@@ -99,7 +161,7 @@ def top1_accuracy(head: PrefixClassifier, corpus: Corpus, examples: Sequence[Ver
     with torch.no_grad():
         for start in range(0, len(usable), batch_problems):
             part = usable[start:start + batch_problems]
-            logits = batch_prefix_logits(head, collate(corpus, part))[:, 0].numpy()
+            logits = batch_logits(head, collate(corpus, part)).numpy()
             offset = 0
             for e in part:
                 scores = logits[offset:offset + len(e.labels)]
@@ -111,7 +173,7 @@ def top1_accuracy(head: PrefixClassifier, corpus: Corpus, examples: Sequence[Ver
 def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus: Corpus,
                    dev: Sequence[VerifierExample], n_ops: int, hidden_size: int, epochs: int = 6,
                    batch_problems: int = 16, lr: float = 1e-3, patience: int = 2, seed: int = 0,
-                   on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[PrefixClassifier, dict[str, Any]]:
+                   on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[VerifierHead, dict[str, Any]]:
     """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1.
 
     Returns the head (eval mode) and metrics: dev top-1 of the verifier alone, the number of dev
@@ -119,7 +181,7 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = PrefixClassifier(HeadConfig(hidden_size=hidden_size), n_ops, 1)
+    head = VerifierHead(HeadConfig(hidden_size=hidden_size), n_ops)
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     pos_weight = torch.tensor(positive_weight(np.array([label for e in train for label in e.labels])))
     best, best_state, stale, history = -1.0, None, 0, []
@@ -129,7 +191,7 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
         order = rng.permutation(len(train))
         for start in range(0, len(order), batch_problems):
             batch = collate(corpus, [train[i] for i in order[start:start + batch_problems]])
-            logits = batch_prefix_logits(head, batch)[:, 0]
+            logits = batch_logits(head, batch)
             loss = F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
             optimizer.zero_grad()
             loss.backward()
@@ -152,7 +214,7 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
                   "note": "dev problems with a right and a wrong candidate; top-1 among the sampled candidates"}
 
 
-def save_verifier(directory: Path, head: PrefixClassifier, ops: Sequence[str], constants: Sequence[str],
+def save_verifier(directory: Path, head: VerifierHead, ops: Sequence[str], constants: Sequence[str],
                   backbone: Backbone, metrics: dict[str, Any]) -> str:
     """Write the artifact; returns its sha256."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -172,7 +234,7 @@ class LoadedVerifier:
         config = json.loads((directory / CONFIG).read_text())
         self.sha256 = artifact_sha256(directory)
         self.ops, self.constants = list(config["ops"]), list(config["constants"])
-        self.head = PrefixClassifier(HeadConfig(**config["head_config"]), len(self.ops), 1)
+        self.head = VerifierHead(HeadConfig(**config["head_config"]), len(self.ops))
         self.head.load_state_dict(load_file(str(directory / WEIGHTS)))
         self.head.eval()
         info = config["backbone"]
@@ -181,14 +243,16 @@ class LoadedVerifier:
             raise ValueError(f"verifier {directory}: backbone {info['path']} changed since training")
         self._op_index = {op: k for k, op in enumerate(self.ops)}
 
-    def logits(self, text: str, prefixes: Sequence[Prefix]) -> list[float]:
-        """One logit per complete program of one problem, in one padded pass."""
-        if not prefixes:
+    def logits(self, text: str, programs: Sequence[Program]) -> list[float]:
+        """One logit per complete program (prefix, step values) of one problem, in one padded pass."""
+        if not programs:
             return []
         enc = encode_cached(self.backbone, [text])[0]
         mentions = mentions_of(text)
         states = torch.from_numpy(enc.states.astype(np.float32))[None]
         mask = torch.ones(1, states.shape[1], dtype=torch.bool)
-        arrays = [prefix_arrays(contract_prefix(p, self._op_index, self.constants), len(mentions)) for p in prefixes]
+        arrays = [prefix_arrays(contract_prefix(p, self._op_index, self.constants), len(mentions)) for p, _ in programs]
+        values = torch.from_numpy(np.stack([value_features(v) for _, v in programs]))
         with torch.no_grad():
-            return problem_prefix_logits(self.head, states, mask, enc.starts, enc.ends, mentions, arrays)[:, 0].tolist()
+            return problem_prefix_logits(self.head, states, mask, enc.starts, enc.ends, mentions, arrays,
+                                         values=values)[:, 0].tolist()
