@@ -138,3 +138,27 @@ def test_mention_features_and_unread_rank() -> None:
     used = torch.tensor([[1.0, 0.0, 0.0, 2.0, 0.0, 0.0]])
     mask = torch.tensor([[True, True, True, True, False, False]])
     assert unused_rank(used, mask).tolist() == [[4, 0, 1, 4, 4, 4]]
+
+
+@pytest.mark.parametrize("problems", [1, 2])
+def test_factored_memory_attention_equals_the_written_out_memory(problems: int) -> None:
+    """The decoder's eval-mode shortcut (keys/values projected once per problem) gives the same
+    outputs as attending to the per-request memory written out, masks included."""
+    from training.heads import FactoredMemory, HeadConfig, QueryDecoder
+
+    torch.manual_seed(0)
+    decoder = QueryDecoder(HeadConfig(hidden_size=16, width=32, layers=2, heads=4)).eval()
+    b, t, k, levels = 40, 25, 8, 3
+    mask = torch.ones(b, t + k, dtype=torch.bool)
+    mask[:, t + 3:] = False  # slots past a 3-step prefix
+    mask[::2, 20:t] = False  # padded tokens
+    memory = FactoredMemory(torch.randn(problems, t, 32), torch.randint(0, problems, (b,)),
+                            torch.randint(0, levels, (b, t)), torch.randn(levels, 32), torch.randn(b, k, 32), mask)
+    queries = torch.randn(b, 3, 32)
+    with torch.no_grad():
+        fast = decoder(queries, memory)
+        decoder.factored = False
+        slow = decoder(queries, memory)
+        dense = decoder(queries, memory.dense(), memory.mask)
+    assert torch.allclose(fast, slow, atol=1e-5) and torch.equal(slow, dense)
+    assert not torch.allclose(fast[0], fast[1], atol=1e-3)  # requests differ

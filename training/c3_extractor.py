@@ -73,10 +73,9 @@ class ExtractorHead(nn.Module):
         memory = self.project(states)  # (U, T, d): once per problem, shared by its requests
         pooled_u = self.mention_key(mentions @ memory) + self.features(mention_feats)  # (U, M, d)
         pooled = pooled_u[rows]  # (B, M, d)
-        context, context_mask, slots, used = self.prefix(
-            memory[rows], mask[rows], (mentions > 0).float()[rows], pooled, **prefix)
+        context, slots, used = self.prefix(memory, mask, rows, (mentions > 0).float()[rows], pooled, **prefix)
         queries = (self.slot_emb(slot) + self.op_emb(op))[:, None, :] + self.position_emb.weight[None]  # (B, P, d)
-        q = self.query_out(self.decoder(queries, context, context_mask))  # (B, P, d)
+        q = self.query_out(self.decoder(queries, context))  # (B, P, d)
         mention_mask = mention_mask[rows]
         pooled = pooled + self.used_key(used) + self.rank_key(unused_rank(used, mention_mask))  # (B, M, d)
         mention_keys = (pooled[:, :, None, :] + self.reading_emb.weight[None, None]).flatten(1, 2)  # (B, 3M, d)

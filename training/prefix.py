@@ -26,7 +26,7 @@ from torch import nn
 
 from app.inference.proposals import MAX_STEPS, READINGS, Prefix
 from training.examples import ProgramStep
-from training.heads import HeadConfig, MentionFeatures, QueryDecoder, TokenProjector
+from training.heads import FactoredMemory, HeadConfig, MentionFeatures, QueryDecoder, TokenProjector
 
 USE_LEVELS = 3  # a mention read 0, 1, or ≥ 2 times
 UNREAD_LEVELS = 8  # mentions not read yet: 0..6, ≥ 7
@@ -102,8 +102,9 @@ def prefix_tensors(prefixes: Sequence[PrefixArrays], m_max: int) -> dict[str, to
 
 
 class PrefixMemory(nn.Module):
-    """Token memory + prefix → (B, T + K, d) memory, its (B, T + K) mask, (B, K) slot vectors,
-    and (B, M) how often each mention was read (clipped to ``USE_LEVELS - 1``)."""
+    """Token memory + prefix → a :class:`~training.heads.FactoredMemory` (T tokens marked with
+    their mention's read count, then K slot vectors, masked past the prefix), the (B, K, d) slot
+    vectors, and (B, M) how often each mention was read (clipped to ``USE_LEVELS - 1``)."""
 
     def __init__(self, cfg: HeadConfig, n_ops: int):
         super().__init__()
@@ -115,21 +116,23 @@ class PrefixMemory(nn.Module):
         self.read = nn.Linear(d, d)
         nn.init.zeros_(self.used_emb.weight)  # starts as the unconditioned memory
 
-    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor, mention_tokens: torch.Tensor,
+    def forward(self, tokens: torch.Tensor, token_mask: torch.Tensor, rows: torch.Tensor, mention_tokens: torch.Tensor,
                 pooled: torch.Tensor, used: torch.Tensor, step_ops: torch.Tensor, consumed: torch.Tensor,
                 step_mentions: torch.Tensor, n_prefix: torch.Tensor, slot_extra: torch.Tensor | None = None):
-        """``tokens`` (B, T, d), ``token_mask`` (B, T), ``mention_tokens`` (B, M, T) 0/1 membership,
-        ``pooled`` (B, M, d) mention vectors, prefix tensors of :func:`prefix_tensors`;
-        ``slot_extra`` (B, K, d) is added to the slot vectors (the verifier's step values)."""
+        """``tokens`` (U, T, d) and ``token_mask`` (U, T) of U problems, ``rows`` (B,) each
+        request's problem, ``mention_tokens`` (B, M, T) 0/1 membership, ``pooled`` (B, M, d)
+        mention vectors, prefix tensors of :func:`prefix_tensors`; ``slot_extra`` (B, K, d) is
+        added to the slot vectors (the verifier's step values)."""
         used_level = used.round().long().clamp(0, USE_LEVELS - 1)  # (B, M)
         token_level = torch.bmm(used_level.float()[:, None, :], mention_tokens).squeeze(1)  # (B, T)
-        memory = tokens + self.used_emb(token_level.round().long().clamp(0, USE_LEVELS - 1))
         slots = (self.op_emb(step_ops) + self.slot_emb.weight[None] + self.consumed_emb(consumed)
                  + self.read(torch.bmm(step_mentions, pooled)))  # (B, K, d)
         if slot_extra is not None:
             slots = slots + slot_extra
         slot_mask = torch.arange(MAX_STEPS)[None, :] < n_prefix[:, None]  # (B, K)
-        return (torch.cat([memory, slots], dim=1), torch.cat([token_mask, slot_mask], dim=1), slots, used_level)
+        memory = FactoredMemory(tokens, rows, token_level.round().long().clamp(0, USE_LEVELS - 1),
+                                self.used_emb.weight, slots, torch.cat([token_mask[rows], slot_mask], dim=1))
+        return memory, slots, used_level
 
 
 class PrefixClassifier(nn.Module):
@@ -160,14 +163,14 @@ class PrefixClassifier(nn.Module):
         vectors and to the query (the verifier's step and answer values)."""
         memory = self.project(states)  # (U, T, d)
         pooled = (self.mention_key(mentions @ memory) + self.features(mention_feats))[rows]  # (B, M, d)
-        context, context_mask, _, used = self.prefix(memory[rows], mask[rows], (mentions > 0).float()[rows], pooled,
-                                                     **prefix, slot_extra=slot_extra)
+        context, _, used = self.prefix(memory, mask, rows, (mentions > 0).float()[rows], pooled, **prefix,
+                                       slot_extra=slot_extra)
         unread = ((used == 0) & mention_mask[rows]).sum(dim=1).clamp(max=UNREAD_LEVELS - 1)  # (B,)
         q = (self.query[None] + self.length_emb(prefix["n_prefix"])[:, None, :]
              + self.unread_emb(unread)[:, None, :])  # (B, 1, d)
         if query_extra is not None:
             q = q + query_extra[:, None, :]
-        return self.out(self.decoder(q, context, context_mask)[:, 0])  # (B, n_out)
+        return self.out(self.decoder(q, context)[:, 0])  # (B, n_out)
 
 
 def prefix_batch(corpus, examples: Sequence, requests: Sequence[tuple[int, Sequence[ProgramStep]]],
