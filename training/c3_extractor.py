@@ -225,11 +225,8 @@ def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch
     probs = np.where((logits > MASKED / 2).numpy(), probs, -1.0)  # masked columns never kept
     width = min(top, probs.shape[-1]) if top else probs.shape[-1]
     best = np.argsort(-probs, axis=-1)[..., :width]  # (n, P, width) columns, most probable first
-    out = []
-    for r in range(n):
-        positions = []
-        for p in range(MAX_OPERANDS):
-            positions.append({candidate_of(int(c), len(mentions), constants): float(probs[r, p, c])
-                              for c in best[r, p] if probs[r, p, c] >= 0.0})
-        out.append(positions)
-    return out
+    best_p = np.take_along_axis(probs, best, axis=-1).tolist()
+    candidates = [candidate_of(c, len(mentions), constants) for c in range(probs.shape[-1])]
+    return [[{candidates[c]: p for c, p in zip(columns, ps) if p >= 0.0}
+             for columns, ps in zip(request_columns, request_ps)]
+            for request_columns, request_ps in zip(best.tolist(), best_p)]

@@ -114,6 +114,8 @@ class TrainedSpecialists:
         self.batch_size = batch_size
         self.operand_top = operand_top  # C3 candidates returned per operand position (None: all)
         self._problem: tuple[str, str, Any] | None = None  # (backbone key, text, (enc, states, mentions))
+        self._arrays: dict[tuple[str, Prefix], Any] = {}  # (specialist, prefix) → PrefixArrays, one problem
+        self._arrays_text: str | None = None
 
     @property
     def model_version(self) -> str:
@@ -213,11 +215,19 @@ class TrainedSpecialists:
 
     def _prefix_inputs(self, spec: LoadedSpecialist, text: str, prefixes: Sequence[Prefix]):
         """One problem's encoding, (1, T, H) states, mask and mentions, with ``prefixes`` as
-        :class:`~training.prefix.PrefixArrays` in ``spec``'s op and constant vocabulary."""
+        :class:`~training.prefix.PrefixArrays` in ``spec``'s op and constant vocabulary (kept
+        per problem: the search asks C6, C2 and C3 about the same partial programs)."""
         op_index = {op: k for k, op in enumerate(spec.maps["ops"])}
         enc, states, mentions = self._one(spec, text)
         mask = torch.ones(1, states.shape[1], dtype=torch.bool)
-        arrays = [prefix_arrays(contract_prefix(p, op_index, spec.maps["constants"]), len(mentions)) for p in prefixes]
+        if self._arrays_text != text:
+            self._arrays, self._arrays_text = {}, text
+        arrays = []
+        for prefix in prefixes:
+            key = (spec.specialist, prefix)
+            if key not in self._arrays:
+                self._arrays[key] = prefix_arrays(contract_prefix(prefix, op_index, spec.maps["constants"]), len(mentions))
+            arrays.append(self._arrays[key])
         return enc, states, mask, mentions, arrays
 
     def stops(self, text: str, prefixes: Sequence[Prefix]) -> list[float] | None:

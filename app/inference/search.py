@@ -254,11 +254,11 @@ def operand_lists(positions: Sequence[dict[Candidate, float]], slot: int, op: st
     return results[: config.max_operand_lists]
 
 
-def _dependency_factor(depends: np.ndarray, slot: int, operands: Sequence[Candidate], weight: float) -> float:
-    """C5's agreement with the edges step ``slot`` draws: Π_i p[i, slot] or 1 − p[i, slot]."""
+def _dependency_factor(depends: np.ndarray, slot: int, used: frozenset[int], weight: float) -> float:
+    """C5's agreement with the edges step ``slot`` draws from the earlier steps it reads (``used``):
+    Π_i p[i, slot] or 1 − p[i, slot]."""
     if weight == 0.0 or slot == 0:
         return 1.0
-    used = {int(c[1]) for c in operands if c[0] == "step"}
     factor = 1.0
     for earlier in range(slot):
         p = float(depends[earlier, slot]) if earlier < depends.shape[0] and slot < depends.shape[1] else 0.5
@@ -320,6 +320,7 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
     finished: list[Path] = []
     failed = 0
     coverage: dict[frozenset[int], float] = {}
+    dependency: dict[tuple[int, frozenset[int]], float] = {}  # (slot, earlier steps read) → C5 factor
 
     def finish(path: Path, p_stop: float) -> Path:
         score = path.score * p_stop
@@ -361,7 +362,10 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
         for path, ops in zip(frontier, path_ops):
             for op, op_p in ops:
                 for operands, ps, score in operand_lists(next(answers), slot, op, n_mentions, config):
-                    factor = _dependency_factor(depends, slot, operands, config.dependency_weight)
+                    used = frozenset(int(c[1]) for c in operands if c[0] == "step")
+                    if (slot, used) not in dependency:
+                        dependency[slot, used] = _dependency_factor(depends, slot, used, config.dependency_weight)
+                    factor = dependency[slot, used]
                     grown.append((path.score * op_p * score * factor, path, PlannedStep(op, op_p, operands, ps)))
         grown.sort(key=lambda item: -item[0])
         kept: list[Path] = []
