@@ -11,14 +11,14 @@ from sqlalchemy import select
 
 from app.db.models import Problem, Split
 from app.errors import UserError
-from app.inference.search import AnswerGroup, Executed, Path, PlannedStep, path_prefix
+from app.inference.search import AnswerGroup, Executed, Path, PlannedStep
 from app.inference.selector import FEATURES, Selector, group_features, save_selector, selector_path
 from app.inference.solve import WithSelector, solve
 from app.inference.store import with_selector
 from training.checkpoint import WEIGHTS, artifact_sha256
 from training.verifier import (
-    VERIFIER_DIR, LoadedVerifier, batch_logits, candidate_programs, collate, save_verifier, train_verifier,
-    value_features, verifier_corpus,
+    VERIFIER_DIR, LoadedVerifier, batch_logits, candidate_programs, collate, listwise_loss, path_stats,
+    save_verifier, train_verifier, value_features, verifier_corpus,
 )
 
 
@@ -32,10 +32,10 @@ def _group(answer: int, scores: list[float], verified: list[float | None], n_ste
 def test_candidate_programs_put_right_groups_first_and_cap_the_rest():
     groups = [_group(i, [0.5 - i / 100], [None]) for i in range(30)]
     correct = [i in (3, 20) for i in range(30)]
-    programs, labels = candidate_programs(groups, correct, limit=16, positives=4)
-    assert len(programs) == 16 and labels[:2] == [1, 1] and sum(labels) == 2
-    assert programs[0][0] == path_prefix(groups[3].members[0].path)
-    assert programs[2][0] == path_prefix(groups[0].members[0].path)  # then the wrong ones, vote order
+    paths, labels = candidate_programs(groups, correct, limit=16, positives=4)
+    assert len(paths) == 16 and labels[:2] == [1, 1] and sum(labels) == 2
+    assert paths[0] is groups[3].members[0].path
+    assert paths[2] is groups[0].members[0].path  # then the wrong ones, vote order
 
 
 def test_value_features_mark_sign_kind_and_magnitude_per_step():
@@ -47,6 +47,18 @@ def test_value_features_mark_sign_kind_and_magnitude_per_step():
     assert x[:5, 1].tolist() == [1, 2, 1, 3, 3]  # integer, two decimals (-1.5), integer (0), other, other
     assert x[0, 2] == 1 + 3 and x[3, 2] == -1 + 3  # floor(log10 72) = 1, floor(log10 1/3) = -1
     assert (x[5:] == 0).all()
+
+
+def test_path_stats_and_the_listwise_loss():
+    path = _group(5, [0.25], [None], n_steps=2).members[0].path
+    stats = path_stats(path)
+    assert stats == pytest.approx([np.log(0.25) / 10, np.log(0.5) / 5, 2 * np.log(0.9) / 5,
+                                   2 * np.log(0.8 * 0.7) / 10, 2 / 8], abs=1e-6)
+    logits = torch.tensor([2.0, 0.0, 0.0, 5.0, 1.0])
+    target = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.0])
+    problem = torch.tensor([0, 0, 0, 1, 1])  # problem 1 has no right candidate: left out
+    expected = -torch.log_softmax(logits[:3], 0)[0]
+    assert torch.isclose(listwise_loss(logits, target, problem), expected)
 
 
 def test_verifier_features_read_the_logits_of_each_group():
@@ -87,8 +99,8 @@ def test_verifier_trains_saves_loads_and_feeds_the_selector(db_session, trained,
     with torch.no_grad():
         expected = batch_logits(head, collate(corpus, examples[:1])).tolist()
     assert len(expected) == len(examples[0].programs)
-    programs, _ = candidate_programs(ranking.groups, [k == len(ranking.groups) - 1 for k in range(len(ranking.groups))])
-    assert loaded.logits(text, programs) == pytest.approx(expected, abs=1e-5)
+    paths, _ = candidate_programs(ranking.groups, [k == len(ranking.groups) - 1 for k in range(len(ranking.groups))])
+    assert loaded.logits(text, paths) == pytest.approx(expected, abs=1e-5)
 
     # A selector naming the verifier loads with it; its features then carry the logits.
     weights = [0.0] * len(FEATURES)

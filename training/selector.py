@@ -84,12 +84,9 @@ def collect(session, specialists, problem_ids, config, cache: Path | None = None
 
 def score_with_verifier(rows, verifier) -> None:
     """Set every executed program's ``verified`` logit (in place), one pass per problem."""
-    from app.inference.search import path_prefix
-
     for text, ranking, _ in tqdm(rows, desc="verify", unit="problem", file=sys.stderr):
         members = [m for g in ranking.groups for m in g.members]
-        programs = [(path_prefix(m.path), m.path.values) for m in members]
-        for member, logit in zip(members, verifier.logits(text, programs)):
+        for member, logit in zip(members, verifier.logits(text, [m.path for m in members])):
             member.verified = float(logit)
 
 

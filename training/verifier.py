@@ -6,9 +6,11 @@ right one. The verifier judges whole programs against the problem text. It is a
 :class:`~training.prefix.PrefixClassifier` (the memory of C6's stop head: frozen token states,
 mention read counts, one vector per step) with one output, whose step vectors also carry what
 each step computed — sign, integer / two-decimal / other, magnitude bucket of its value — and
-whose query carries the answer's. It is trained on the search's own executed candidates for
-TRAIN problems, labelled by whether their answer matches gold (training data; inference only
-ever sees the weights). Its logits become features of the candidate selector
+whose query carries the answer's and the search's own view of the path (its score, C6's
+stop/continue product, C2's and C3's log probabilities, its length). It is trained on the
+search's own executed candidates for TRAIN problems, labelled by whether their answer matches
+gold (training data; inference only ever sees the weights), with a per-problem binary loss plus
+a listwise one (softmax over the problem's candidates, mass on the right ones). Its logits become features of the candidate selector
 (:mod:`app.inference.selector`).
 
 Artifact: ``weights.safetensors`` + ``config.json`` (head config, op/constant vocabulary,
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from fractions import Fraction
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,7 +38,7 @@ from torch.nn import functional as F
 
 from torch import nn
 
-from app.inference.proposals import MAX_STEPS, Prefix
+from app.inference.proposals import MAX_STEPS
 from training.checkpoint import CONFIG, WEIGHTS, artifact_sha256
 from training.encoder import Backbone, encode_cached, load_backbone
 from training.examples import MAGNITUDES, ProblemData, ProgramStep, magnitude_bucket, mentions_of
@@ -47,8 +50,20 @@ VERIFIER_DIR = "verifier"
 VALUE_SIGNS = 4  # 0 past the program, 1 positive, 2 negative, 3 zero
 VALUE_KINDS = 4  # 0 past the program, 1 integer, 2 at most two decimals, 3 any other value
 
-Program = tuple[Prefix, tuple]
-"""A complete candidate program: its prefix (ops and operands per step) and its step values."""
+PATH_STATS = 5
+
+
+def path_stats(path: Any) -> np.ndarray:
+    """(5,) float32 of a complete :class:`app.inference.search.Path`: log score / 10, log of C6's
+    stop/continue product / 5, Σ log C2 op probability / 5, Σ log C3 operand probability / 10,
+    steps / ``MAX_STEPS`` (logs clipped at −60)."""
+    def log(x: float) -> float:
+        return max(math.log(max(x, 1e-30)), -60.0)
+
+    return np.array([log(path.score) / 10.0, log(path.n_steps_p) / 5.0,
+                     sum(log(step.op_p) for step in path.steps) / 5.0,
+                     sum(log(p) for step in path.steps for p in step.operand_ps) / 10.0,
+                     len(path.steps) / MAX_STEPS], dtype=np.float32)
 
 
 def value_features(values: Sequence[Any]) -> np.ndarray:
@@ -80,15 +95,16 @@ class VerifierHead(nn.Module):
         self.kind = nn.Embedding(VALUE_KINDS, d)
         self.magnitude = nn.Embedding(MAGNITUDES, d)
         self.answer = nn.Linear(d, d)
+        self.stats = nn.Sequential(nn.Linear(PATH_STATS, d), nn.GELU(), nn.Linear(d, d))
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, rows: torch.Tensor,
                 prefix: dict[str, torch.Tensor], mention_feats: torch.Tensor, mention_mask: torch.Tensor,
-                values: torch.Tensor) -> torch.Tensor:
+                values: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """:class:`~training.prefix.PrefixClassifier` inputs plus ``values`` (B, K, 3) of
-        :func:`value_features`."""
+        :func:`value_features` and ``stats`` (B, 5) of :func:`path_stats`."""
         slots = self.sign(values[..., 0]) + self.kind(values[..., 1]) + self.magnitude(values[..., 2])  # (B, K, d)
         last = (prefix["n_prefix"] - 1).clamp(min=0)
-        answer = self.answer(slots[torch.arange(len(slots)), last])  # (B, d)
+        answer = self.answer(slots[torch.arange(len(slots)), last]) + self.stats(stats)  # (B, d)
         return self.score(states, mask, mentions, rows, prefix, mention_feats, mention_mask,
                           slot_extra=slots, query_extra=answer)
 
@@ -96,27 +112,33 @@ class VerifierHead(nn.Module):
 @dataclass(frozen=True)
 class VerifierExample:
     """One problem (``index`` into the corpus) with candidate programs, their (K, 3) value
-    features and 0/1 labels."""
+    features, (5,) path statistics and 0/1 labels."""
 
     index: int
     programs: list[list[ProgramStep]]
     values: list[np.ndarray]
+    stats: list[np.ndarray]
     labels: list[int]
 
 
-def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: int = 16,
-                       positives: int = 4) -> tuple[list[Program], list[int]]:
+def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: int = 24,
+                       positives: int = 4) -> tuple[list[Any], list[int]]:
     """The programs one problem contributes: the best path of each correct answer group (at most
     ``positives``), then the best path of the wrong groups in vote order, ``limit`` in all.
 
     ``groups`` are :class:`app.inference.search.AnswerGroup` (vote order); ``correct`` per group.
     """
-    from app.inference.search import path_prefix
-
     right = [g for g, ok in zip(groups, correct) if ok][:positives]
     wrong = [g for g, ok in zip(groups, correct) if not ok][: max(0, limit - len(right))]
-    chosen = [(g.members[0].path, 1) for g in right] + [(g.members[0].path, 0) for g in wrong]
-    return [(path_prefix(path), path.values) for path, _ in chosen], [label for _, label in chosen]
+    return [g.members[0].path for g in right + wrong], [1] * len(right) + [0] * len(wrong)
+
+
+def program_inputs(paths: Sequence[Any], op_index: dict[str, int], constants: Sequence[str]):
+    """Per complete path: its prefix steps in the verifier's vocabulary, value features, stats."""
+    from app.inference.search import path_prefix
+
+    return ([contract_prefix(path_prefix(p), op_index, constants) for p in paths],
+            [value_features(p.values) for p in paths], [path_stats(p) for p in paths])
 
 
 def verifier_corpus(rows: Sequence[tuple[str, Any, Sequence[bool]]], backbone: Backbone, ops: Sequence[str],
@@ -130,9 +152,8 @@ def verifier_corpus(rows: Sequence[tuple[str, Any, Sequence[bool]]], backbone: B
     corpus = Corpus([ProblemData(i, text) for i, text in enumerate(texts)], encode_cached(backbone, texts, cache_dir))
     examples = []
     for index, (_, ranking, labels) in enumerate(kept):
-        programs, targets = candidate_programs(ranking.groups, labels)
-        examples.append(VerifierExample(index, [contract_prefix(p, op_index, constants) for p, _ in programs],
-                                        [value_features(v) for _, v in programs], targets))
+        paths, targets = candidate_programs(ranking.groups, labels)
+        examples.append(VerifierExample(index, *program_inputs(paths, op_index, constants), targets))
     return corpus, examples
 
 
@@ -142,6 +163,8 @@ def collate(corpus: Corpus, examples: Sequence[VerifierExample]) -> dict[str, An
     requests = [(b, program) for b, e in enumerate(examples) for program in e.programs]
     batch = {"states": states, "mask": mask, **prefix_batch(corpus, examples, requests, states.shape[1])}
     batch["values"] = torch.from_numpy(np.stack([v for e in examples for v in e.values]))
+    batch["stats"] = torch.from_numpy(np.stack([v for e in examples for v in e.stats]))
+    batch["problem"] = torch.tensor([b for b, e in enumerate(examples) for _ in e.labels])
     batch["target"] = torch.tensor([label for e in examples for label in e.labels], dtype=torch.float32)
     return batch
 
@@ -149,7 +172,20 @@ def collate(corpus: Corpus, examples: Sequence[VerifierExample]) -> dict[str, An
 def batch_logits(head: VerifierHead, batch: dict[str, Any]) -> torch.Tensor:
     """(B,) logits of a :func:`collate` batch."""
     return head(batch["states"], batch["mask"], batch["mentions"], batch["rows"], batch["prefix"],
-                batch["mention_feats"], batch["mention_mask"], batch["values"])[:, 0]
+                batch["mention_feats"], batch["mention_mask"], batch["values"], batch["stats"])[:, 0]
+
+
+def listwise_loss(logits: torch.Tensor, target: torch.Tensor, problem: torch.Tensor) -> torch.Tensor:
+    """Mean over problems with a right candidate of −log Σ_right softmax(the problem's logits)."""
+    n = int(problem.max()) + 1 if len(problem) else 0
+    top = torch.full((n,), -torch.inf).scatter_reduce(0, problem, logits, "amax", include_self=True).detach()
+    z = torch.exp(logits - top[problem])
+    total = torch.zeros(n).index_add(0, problem, z)
+    right = torch.zeros(n).index_add(0, problem, z * target)
+    keep = right > 0
+    if not keep.any():
+        return logits.sum() * 0.0
+    return -(torch.log(right[keep]) - torch.log(total[keep])).mean()
 
 
 def top1_accuracy(head: VerifierHead, corpus: Corpus, examples: Sequence[VerifierExample],
@@ -192,7 +228,8 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
         for start in range(0, len(order), batch_problems):
             batch = collate(corpus, [train[i] for i in order[start:start + batch_problems]])
             logits = batch_logits(head, batch)
-            loss = F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
+            loss = (F.binary_cross_entropy_with_logits(logits, batch["target"], pos_weight=pos_weight)
+                    + listwise_loss(logits, batch["target"], batch["problem"]))
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
@@ -243,16 +280,17 @@ class LoadedVerifier:
             raise ValueError(f"verifier {directory}: backbone {info['path']} changed since training")
         self._op_index = {op: k for k, op in enumerate(self.ops)}
 
-    def logits(self, text: str, programs: Sequence[Program]) -> list[float]:
-        """One logit per complete program (prefix, step values) of one problem, in one padded pass."""
-        if not programs:
+    def logits(self, text: str, paths: Sequence[Any]) -> list[float]:
+        """One logit per complete :class:`app.inference.search.Path` of one problem, in one padded pass."""
+        if not paths:
             return []
         enc = encode_cached(self.backbone, [text])[0]
         mentions = mentions_of(text)
         states = torch.from_numpy(enc.states.astype(np.float32))[None]
         mask = torch.ones(1, states.shape[1], dtype=torch.bool)
-        arrays = [prefix_arrays(contract_prefix(p, self._op_index, self.constants), len(mentions)) for p, _ in programs]
-        values = torch.from_numpy(np.stack([value_features(v) for _, v in programs]))
+        steps, values, stats = program_inputs(paths, self._op_index, self.constants)
+        arrays = [prefix_arrays(program, len(mentions)) for program in steps]
         with torch.no_grad():
             return problem_prefix_logits(self.head, states, mask, enc.starts, enc.ends, mentions, arrays,
-                                         values=values)[:, 0].tolist()
+                                         values=torch.from_numpy(np.stack(values)),
+                                         stats=torch.from_numpy(np.stack(stats)))[:, 0].tolist()

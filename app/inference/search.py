@@ -273,9 +273,9 @@ StopsFn = Callable[[Sequence[Prefix]], Sequence[float]]
 """Per partial program (≥ 1 step), P(the program ends after its last step)."""
 NextOpsFn = Callable[[Sequence[Prefix]], Sequence[dict[str, float]]]
 """Per partial program, P(op of its next step) by op name."""
-VerifyFn = Callable[[Sequence[tuple[Prefix, tuple]]], Sequence[float] | None]
-"""Per complete program (its prefix and step values), the program verifier's logit that its
-answer is right (None: no verifier)."""
+VerifyFn = Callable[[Sequence[Path]], Sequence[float] | None]
+"""Per complete, executed program, the program verifier's logit that its answer is right (None:
+no verifier)."""
 
 
 def static_stops(step_counts: Sequence[tuple[int, float]]) -> StopsFn:
@@ -716,7 +716,7 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
         type_factor = (sum(type_probs[t] for t in types) / total_type) if total_type > 0 else 1.0
         executed.append(Executed(path, value, format_answer_value(to_sympy(value)), path.score * type_factor))
     if verify_fn is not None and executed:
-        logits = verify_fn([(path_prefix(item.path), item.path.values) for item in executed])
+        logits = verify_fn([item.path for item in executed])
         for item, logit in zip(executed, logits or ()):
             item.verified = float(logit)
     dropped = {"failed": failed, "type": inconsistent}

@@ -75,9 +75,9 @@ class WithSelector:
     def operands(self, text, requests):
         return self.specialists.operands(text, requests)
 
-    def verify(self, text: str, programs) -> list[float] | None:
-        """The verifier's logit per complete program, (prefix, step values) (None without a verifier)."""
-        return self.verifier.logits(text, programs) if self.verifier is not None else None
+    def verify(self, text: str, paths) -> list[float] | None:
+        """The verifier's logit per complete, executed path (None without a verifier)."""
+        return self.verifier.logits(text, paths) if self.verifier is not None else None
 
     def __getattr__(self, name: str):
         return getattr(self.specialists, name)
