@@ -47,12 +47,13 @@ def main() -> None:
     parser.add_argument("--max-paths", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--no-selector", action="store_true", help="Rank candidates by the plain vote.")
+    parser.add_argument("--threads", type=int, default=2, help="Torch threads (1 when two evaluations share 2 cores).")
     args = parser.parse_args()
 
     os.environ.setdefault("DATABASE_URL", DEFAULT_URL)
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    torch.set_num_threads(max(1, args.threads))
     from app.db.session import session_scope
     from app.evaluation import evaluate, split_problem_ids
     from app.inference.search import SearchConfig

@@ -81,8 +81,9 @@ class Selector:
     verifier_sha256: str = ""  # the program verifier whose logits it reads ("" for none)
 
     def scores(self, x: np.ndarray) -> np.ndarray:
-        """(G, F) features → (G,) scores (higher is better)."""
-        z = (np.asarray(x, dtype=float) - np.asarray(self.mean)) / np.asarray(self.std)
+        """(G, F) features → (G,) scores (higher is better); a selector fitted on the first
+        F' < F features (an older feature list) reads those."""
+        z = (np.asarray(x, dtype=float)[:, : len(self.weights)] - np.asarray(self.mean)) / np.asarray(self.std)
         return z @ np.asarray(self.weights)
 
     def to_dict(self) -> dict[str, Any]:
