@@ -120,3 +120,23 @@ def test_verifier_trains_saves_loads_and_feeds_the_selector(db_session, trained,
     (directory / WEIGHTS).write_bytes((directory / WEIGHTS).read_bytes() + b" ")
     with pytest.raises(UserError, match="does not match its sha256"):
         with_selector(trained)
+
+
+def test_selector_collection_caches_chunks_and_reads_them_back(db_session, trained, home, monkeypatch):
+    """training.selector's search cache: one pickle per chunk of problems, named by its first
+    problem id; a second run (here without any specialists) reads every chunk back."""
+    import training.selector as fitting
+    from app.inference.search import SearchConfig
+
+    monkeypatch.setattr(fitting, "CHUNK", 5)
+    ids = list(db_session.scalars(select(Problem.id).where(Problem.split == Split.TRAIN).order_by(Problem.id)))[:12]
+    cache = home / "cache" / "selector" / "test"
+    rows = fitting.collect(db_session, trained, ids, SearchConfig(), cache, "train_t")
+    assert sorted(p.name for p in cache.iterdir()) == sorted(
+        f"train_t_{ids[k]}_{n}.pkl" for k, n in ((0, 5), (5, 5), (10, 2)))
+    assert [text for text, _, _ in rows] == [db_session.get(Problem, i).text for i in ids]
+    assert all(len(labels) == len(ranking.groups) for _, ranking, labels in rows)
+    again = fitting.collect(db_session, None, ids, SearchConfig(), cache, "train_t")
+    assert [(t, labels) for t, _, labels in again] == [(t, labels) for t, _, labels in rows]
+    tail = fitting.collect(db_session, None, ids[5:], SearchConfig(), cache, "train_t")  # a range on chunk bounds
+    assert [t for t, _, _ in tail] == [t for t, _, _ in rows[5:]]

@@ -49,36 +49,49 @@ sys.path.insert(0, str(ROOT))
 L2_GRID = (1e-3, 1e-2, 1e-1, 1.0)
 
 
-def collect(session, specialists, problem_ids, config, cache: Path | None = None) -> list[tuple[str, object, list[bool]]]:
+CHUNK = 300  # problems per cached search chunk
+
+
+def collect(session, specialists, problem_ids, config, cache_dir: Path | None = None,
+            tag: str = "") -> list[tuple[str, object, list[bool]]]:
     """Per problem: (text, its :class:`~app.inference.selector.RankingInputs`, correct per answer
-    group) — gold read only to label the groups, after the search. ``cache`` (a pickle of our
-    own making under ``MYCELIUM_HOME/cache``) keeps the searched groups so features can change
-    without searching again."""
+    group) — gold read only to label the groups, after the search.
+
+    With ``cache_dir`` the searched groups are kept as pickles (of our own making, under
+    ``MYCELIUM_HOME/cache``) per chunk of :data:`CHUNK` problems, named by the chunk's first
+    problem id: features can change without searching again, a killed run resumes, and two
+    processes can search disjoint ranges that a later run reads together."""
     from app.db.models import Problem
     from app.evaluation import answer_matches
     from app.inference.selector import RankingInputs
     from app.inference.store import problem_texts
     from app.inference.solve import solve
 
-    if cache is not None and cache.is_file():
-        return pickle.loads(cache.read_bytes())
-    texts = problem_texts(session, problem_ids)
-    ids = [i for i in problem_ids if i in texts]
-    solutions = []
-    for start in tqdm(range(0, len(ids), 32), desc=f"search {cache.stem if cache else ''}", unit="batch",
-                      file=sys.stderr):
-        solutions.extend(solve([texts[i] for i in ids[start:start + 32]], specialists, config))
-    gold = dict(session.query(Problem.id, Problem.gold_answer).filter(Problem.id.in_(ids)).all())
     rows = []
-    for problem_id, solution in zip(ids, solutions):  # labelling happens after inference
-        ranking = solution.ranking or RankingInputs([], 0, [], [])
-        labels = [answer_matches(g.answer, gold[problem_id]) for g in ranking.groups]
-        rows.append((texts[problem_id], ranking, labels))
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        partial = cache.with_suffix(".partial")
-        partial.write_bytes(pickle.dumps(rows))
-        partial.replace(cache)  # atomic: a killed run leaves no half-written cache
+    for first in range(0, len(problem_ids), CHUNK):
+        chunk = list(problem_ids[first:first + CHUNK])
+        file = cache_dir / f"{tag}_{chunk[0]}_{len(chunk)}.pkl" if cache_dir is not None else None
+        if file is not None and file.is_file():
+            rows.extend(pickle.loads(file.read_bytes()))
+            continue
+        texts = problem_texts(session, chunk)
+        ids = [i for i in chunk if i in texts]
+        solutions = []
+        for start in tqdm(range(0, len(ids), 32), desc=f"search {tag} {chunk[0]}+{len(chunk)}", unit="batch",
+                          file=sys.stderr):
+            solutions.extend(solve([texts[i] for i in ids[start:start + 32]], specialists, config))
+        gold = dict(session.query(Problem.id, Problem.gold_answer).filter(Problem.id.in_(ids)).all())
+        part = []
+        for problem_id, solution in zip(ids, solutions):  # labelling happens after inference
+            ranking = solution.ranking or RankingInputs([], 0, [], [])
+            labels = [answer_matches(g.answer, gold[problem_id]) for g in ranking.groups]
+            part.append((texts[problem_id], ranking, labels))
+        if file is not None:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            partial = file.with_suffix(".partial")
+            partial.write_bytes(pickle.dumps(part))
+            partial.replace(file)  # atomic: a killed run leaves no half-written chunk
+        rows.extend(part)
     return rows
 
 
@@ -124,6 +137,8 @@ def main() -> None:
                         help="Only search and cache one split's candidates (run both in parallel, then fit).")
     parser.add_argument("--threads", type=int, default=2, help="Torch threads (1 when two collections share 2 cores).")
     parser.add_argument("--train-limit", type=int, default=1500)
+    parser.add_argument("--train-offset", type=int, default=0,
+                        help="Skip this many TRAIN problems (with --collect-only: search another range in parallel).")
     parser.add_argument("--dev-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=8, help="Verifier epochs (early stopping on dev).")
     parser.add_argument("--theta", type=float, default=0.85)
@@ -154,13 +169,13 @@ def main() -> None:
         cache = home / "cache" / "selector" / version
         tag = f"{args.dataset}_t{args.theta}_k{args.top_k}_p{args.max_paths}"
         rows = {}
-        for split, limit in (("dev", args.dev_limit), ("train", args.train_limit)):
+        for split, offset, limit in (("dev", 0, args.dev_limit), ("train", args.train_offset, args.train_limit)):
             if args.collect_only not in (None, split):
                 continue
             if split == "train" and not use_verifier and args.fit_on == "dev" and args.collect_only is None:
                 continue
-            ids = split_problem_ids(session, args.dataset, split, limit)
-            rows[split] = collect(session, specialists, ids, config, cache / f"{split}_{len(ids)}_{tag}.pkl")
+            ids = split_problem_ids(session, args.dataset, split, offset + limit if limit else None)[offset:]
+            rows[split] = collect(session, specialists, ids, config, cache, f"{split}_{tag}")
     if args.collect_only:
         print(json.dumps({"bench": "selector_collect", "split": args.collect_only, "problems": len(rows[args.collect_only]),
                           "seconds": round(time.perf_counter() - started, 1)}))
