@@ -16,6 +16,7 @@ suffix ``.S<sha256[:8]>`` (:func:`versioned`), which parsers of specialist versi
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import math
@@ -116,7 +117,7 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
     n_mentions = len(mention_values)
     literal = {v for v in mention_values if v is not None}
     smallest = min(literal) if literal else None
-    path_scores = sorted((m.score for g in groups for m in g.members), reverse=True)
+    path_scores = sorted(m.score for g in groups for m in g.members)  # ascending, for bisect
     verified = [[float(m.verified) for m in g.members if getattr(m, "verified", None) is not None] for g in groups]
     top_verified = max((max(v) for v in verified if v), default=None)
     rows = []
@@ -155,7 +156,7 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
         log_best = math.log(max(best.score, 1e-30))
         consumed = {int(c[1]) for step in path.steps for c in step.operands if c[0] == "step"}
         ops = [step.op for step in path.steps]
-        best_rank = sum(1 for s in path_scores if s > best.score)
+        best_rank = len(path_scores) - bisect.bisect_right(path_scores, best.score)  # paths scoring higher
         below = float(value is not None and smallest is not None and 0 < value < smallest)
         rows.append([
             math.log(max(group.mass, 1e-30)), group.mass / total, log_best,
