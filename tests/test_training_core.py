@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -101,6 +103,24 @@ def test_training_is_deterministic_per_seed(tmp_path) -> None:
     for (name, a), b in zip(runs[0].head.state_dict().items(), runs[1].head.state_dict().values()):
         assert torch.equal(a, b), name
     assert runs[0].metrics == runs[1].metrics
+
+
+def test_backbone_layers_concatenate_hidden_states_and_name_the_features(tmp_path) -> None:
+    from training.encoder import BackboneError, backbone_fingerprint, load_backbone
+    from training.tiny import build_tiny_encoder
+
+    directory = str(build_tiny_encoder(tmp_path / "tiny", hidden_size=32, num_layers=2))
+    last = load_backbone(directory, "cpu")
+    mixed = load_backbone(directory, "cpu", layers=(1, -1))
+    # Last-layer features keep the directory's fingerprint (older artifacts stay loadable).
+    assert last.fingerprint == backbone_fingerprint(Path(directory))
+    assert mixed.fingerprint != last.fingerprint and mixed.hidden_size == 64 and last.hidden_size == 32
+    a, b = last.encode([NATALIA])[0], mixed.encode([NATALIA])[0]
+    assert b.states.shape == (a.states.shape[0], 64)
+    assert np.array_equal(b.states[:, 32:], a.states)  # the last 32 columns are the last layer
+    assert not np.array_equal(b.states[:, :32], a.states)  # layer 1 is not the last layer
+    with pytest.raises(BackboneError, match=r"layers \[5\] outside its 3 hidden states"):
+        load_backbone(directory, "cpu", layers=(5,))
 
 
 def test_prefix_arrays_count_reads_and_consumed_steps() -> None:

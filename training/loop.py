@@ -41,6 +41,10 @@ class TrainConfig:
     width: int = 128
     layers: int = 2
     dropout: float = 0.1
+    backbone_layers: tuple[int, ...] = (-1,)  # hidden states the frozen backbone's features concatenate
+
+    def __post_init__(self) -> None:  # JSON (a job's params) gives a list
+        object.__setattr__(self, "backbone_layers", tuple(int(k) for k in self.backbone_layers))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -204,7 +204,7 @@ def train_specialist(
     if specialist not in TASKS:
         raise TrainingError(f"unknown specialist {specialist!r}")
     snapshot = get_snapshot(session, snapshot_id)
-    backbone = load_backbone(backbone_path, device, max_tokens)
+    backbone = load_backbone(backbone_path, device, max_tokens, config.backbone_layers)
     cfg = training_config(specialist, config, backbone)
     cfg_hash = config_hash(cfg)
     existing = find_existing(session, specialist, snapshot.content_hash, cfg_hash)
@@ -220,7 +220,8 @@ def train_specialist(
     try:
         save_artifact(staging, specialist, result, {
             "backbone": {"path": str(backbone.directory), "label": backbone_label(backbone_path, backbone),
-                         "fingerprint": backbone.fingerprint, "max_tokens": backbone.max_tokens},
+                         "fingerprint": backbone.fingerprint, "max_tokens": backbone.max_tokens,
+                         "layers": list(backbone.layers)},
             "snapshot_hash": snapshot.content_hash,
             "training_config": cfg,
         })
@@ -268,7 +269,7 @@ def train_many(
             on_start(specialist)
         with session_scope() as session:
             snapshot = get_snapshot(session, snapshot_id)
-            backbone = load_backbone(backbone_path, device, DEFAULT_MAX_TOKENS)
+            backbone = load_backbone(backbone_path, device, DEFAULT_MAX_TOKENS, config.backbone_layers)
             if corpora is None and find_existing(session, specialist, snapshot.content_hash,
                                                  config_hash(training_config(specialist, config, backbone))) is None:
                 encode_started = time.perf_counter()

@@ -99,7 +99,7 @@ def load_specialists(session: Session, model_version: str | None = None, device:
             raise SpecialistsError(f"model {name}: artifact {path} does not match its sha256")
         head, config = load_artifact(path)
         info = config["backbone"]
-        backbone = load_backbone(info["path"], device, int(info["max_tokens"]))
+        backbone = load_backbone(info["path"], device, int(info["max_tokens"]), info.get("layers", [-1]))
         if backbone.fingerprint != info["fingerprint"]:
             raise SpecialistsError(f"model {name}: backbone {info['path']} changed since training")
         loaded[str(row.specialist)] = LoadedSpecialist(str(row.specialist), row.version, row.id, head, config, backbone)

@@ -259,7 +259,7 @@ def save_verifier(directory: Path, head: VerifierHead, ops: Sequence[str], const
     config = {"head_config": HeadConfig(hidden_size=backbone.hidden_size).to_dict(), "ops": list(ops),
               "constants": list(constants), "metrics": metrics,
               "backbone": {"path": str(backbone.directory), "fingerprint": backbone.fingerprint,
-                           "max_tokens": backbone.max_tokens}}
+                           "max_tokens": backbone.max_tokens, "layers": list(backbone.layers)}}
     (directory / CONFIG).write_text(json.dumps(config, indent=1, sort_keys=True))
     return artifact_sha256(directory)
 
@@ -275,7 +275,7 @@ class LoadedVerifier:
         self.head.load_state_dict(load_file(str(directory / WEIGHTS)))
         self.head.eval()
         info = config["backbone"]
-        self.backbone = load_backbone(info["path"], device, int(info["max_tokens"]))
+        self.backbone = load_backbone(info["path"], device, int(info["max_tokens"]), info.get("layers", [-1]))
         if self.backbone.fingerprint != info["fingerprint"]:
             raise ValueError(f"verifier {directory}: backbone {info['path']} changed since training")
         self._op_index = {op: k for k, op in enumerate(self.ops)}
