@@ -94,6 +94,39 @@ def test_retrain_same_snapshot_and_config_is_a_no_op(db_session, home: Path, tmp
     assert not list((home / "models" / "C6").glob(".staging-*"))
 
 
+def test_backbone_layers_train_a_new_version_that_loads_with_the_same_layers(db_session, home: Path,
+                                                                            tmp_path: Path) -> None:
+    import json
+    from dataclasses import replace
+
+    from training.loop import TrainConfig
+    from training.registry import train_specialist
+    from training.specialists import load_specialists
+    from training.tiny import build_tiny_encoder
+
+    seed_labels(db_session)
+    make_snapshot(db_session)
+    db_session.commit()
+    backbone = str(build_tiny_encoder(tmp_path / "tiny"))
+    config = replace(tiny_train_config(), backbone_layers=(1, -1))
+    # A job's params carry the config as JSON: the layers come back as the same tuple.
+    assert TrainConfig(**json.loads(json.dumps(config.to_dict()))) == config
+    last = train_specialist(db_session, "C6", backbone_path=backbone, config=tiny_train_config(), device="cpu")
+    both = train_specialist(db_session, "C6", backbone_path=backbone, config=config, device="cpu")
+    db_session.commit()
+    assert (last.version, both.version) == ("v1", "v2") and both.created
+    artifact = json.loads((home / "models" / "C6" / "v2" / "config.json").read_text())
+    assert artifact["backbone"]["layers"] == [1, -1]
+    for specialist in ("C1", "C2", "C3", "C4", "C5"):
+        train_specialist(db_session, specialist, backbone_path=backbone, config=config, device="cpu")
+    db_session.commit()
+    loaded = load_specialists(db_session, "C1v1.C2v1.C3v1.C4v1.C5v1.C6v2")
+    c6 = loaded.specialists["C6"]
+    assert c6.backbone.layers == (1, -1) and c6.backbone.hidden_size == 2 * 32
+    (proposal,) = loaded.propose(["Natalia sold 48 clips in April and half as many in May."])
+    assert proposal.answer_step_probs.sum() == pytest.approx(1.0, abs=1e-5)
+
+
 def test_a_training_that_never_commits_leaves_no_row(db_session, home: Path, tmp_path: Path) -> None:
     """A process killed after the artifact rename but before its commit: no row; the next
     training takes the same version and replaces the orphan directory."""
