@@ -47,6 +47,10 @@ def test_value_features_mark_sign_kind_and_magnitude_per_step():
     assert x[:5, 1].tolist() == [1, 2, 1, 3, 3]  # integer, two decimals (-1.5), integer (0), other, other
     assert x[0, 2] == 1 + 3 and x[3, 2] == -1 + 3  # floor(log10 72) = 1, floor(log10 1/3) = -1
     assert (x[5:] == 0).all()
+    # A value beyond float range (a long chain of MULs in a TRAIN candidate) is not a crash.
+    huge = value_features((Fraction(10) ** 400, -Fraction(10) ** 400))
+    assert huge[:2, 0].tolist() == [1, 2] and huge[:2, 1].tolist() == [1, 1]
+    assert huge[0, 2] == huge[1, 2] == 11  # not finite as a float: the "unreadable" bucket
 
 
 def test_path_stats_and_the_listwise_loss():

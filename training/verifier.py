@@ -72,7 +72,11 @@ def value_features(values: Sequence[Any]) -> np.ndarray:
     out = np.zeros((MAX_STEPS, 3), dtype=np.int64)
     for k, value in enumerate(values[:MAX_STEPS]):
         if isinstance(value, Fraction):
-            number, integer, cents = float(value), value.denominator == 1, (value * 100).denominator == 1
+            try:
+                number = float(value)
+            except OverflowError:  # beyond float range (a chain of MULs): only its sign matters here
+                number = math.inf if value > 0 else -math.inf
+            integer, cents = value.denominator == 1, (value * 100).denominator == 1
         else:
             try:
                 number = float(complex(value.evalf()).real)
