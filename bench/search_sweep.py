@@ -33,6 +33,8 @@ SETTINGS: dict[str, dict] = {
     "no_c5_no_c1": {"dependency_weight": 0.0, "coverage_weight": 0.0},
     "vote_max": {"vote": "max"},
     "no_dead_step_penalty": {"dead_step_factor": 1.0},
+    "stop_theta_0.95": {"stop_theta": 0.95},
+    "stops_never_collapsed": {"stop_theta": 1.0},
 }
 
 

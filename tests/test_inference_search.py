@@ -235,3 +235,17 @@ def test_learned_stops_theta_zero_follows_one_path():
     proposal, _ = natalia()
     result = search_with(proposal, PrefixOperands(), SearchConfig(theta=0.0), _stop_when_every_number_is_read([]))
     assert result.paths_explored == 1 and result.answer == "72"
+
+
+def test_stop_theta_one_keeps_the_go_on_branch_of_a_confident_stop():
+    proposal, _ = natalia()
+    stops = _stop_when_every_number_is_read([])
+    collapsed = search_with(proposal, PrefixOperands(), SearchConfig(), stops)
+    kept = search_with(proposal, PrefixOperands(), SearchConfig(stop_theta=1.0), stops)
+    # p(stop) = 0.95 ≥ θ = 0.85 ends every 2-step Natalia path; with stop_theta 1.0 the 0.05
+    # "go on" branch grows 3-step programs too, which the vote still ranks below 72.
+    assert collapsed.answer == kept.answer == "72"
+    assert kept.paths_explored > collapsed.paths_explored
+    assert kept.chosen.n_steps_p == pytest.approx(0.9 * 0.95)
+    with pytest.raises(ValueError, match="stop_theta"):
+        SearchConfig(stop_theta=1.5)

@@ -87,7 +87,8 @@ class SearchConfig:
     ``vote`` pools a group's path scores (``"sum"``) or takes its best (``"max"``);
     ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is);
     ``selector`` (a fitted :class:`app.inference.selector.Selector`, gold-blind weights) re-ranks
-    the answer groups after the vote (None: the vote's order)."""
+    the answer groups after the vote (None: the vote's order); ``stop_theta`` is the θ of C6's
+    stop/continue decision in the live beam (None: ``theta``; 1.0 keeps both branches always)."""
 
     theta: float = 0.85
     top_k: int = 3
@@ -101,10 +102,13 @@ class SearchConfig:
     verify_all: bool = False
     limits: Limits = DEFAULT_LIMITS
     selector: Any = None  # app.inference.selector.Selector: re-ranks the vote's answer groups
+    stop_theta: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.theta <= 1.0:
-            raise ValueError(f"theta must be in [0, 1], not {self.theta}")
+        for name in ("theta", "stop_theta"):
+            value = getattr(self, name)
+            if value is not None and not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], not {value}")
         if self.top_k < 1 or self.max_paths < 1 or self.max_operand_lists < 1:
             raise ValueError("top_k, max_paths and max_operand_lists must be ≥ 1")
         if self.vote not in ("sum", "max"):
@@ -317,6 +321,7 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
     that failed to execute)``.
     """
     frontier = [Path(0, 1.0, (), 1.0)]
+    stop_theta = config.theta if config.stop_theta is None else config.stop_theta
     finished: list[Path] = []
     failed = 0
     coverage: dict[frozenset[int], float] = {}
@@ -341,7 +346,7 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
             for path, p_stop in zip(frontier, stops_fn([path_prefix(path) for path in frontier])):
                 p_stop = min(max(float(p_stop), 0.0), 1.0)
                 choices = [("stop", p_stop), ("go", 1.0 - p_stop)]
-                for choice, p in (collapse(choices, config.theta, 2) if collapse_stops else choices):
+                for choice, p in (collapse(choices, stop_theta, 2) if collapse_stops else choices):
                     if p <= 0.0:
                         continue
                     if choice == "stop":
