@@ -78,6 +78,20 @@ def test_verifier_features_read_the_logits_of_each_group():
     assert unscored[0, col["verifier_best"]] == unscored[0, col["verifier_top"]] == 0.0
 
 
+def test_selector_features_of_the_best_path_and_the_answer_shape():
+    groups = [_group(5, [0.6], [None], n_steps=2), _group(30, [0.2], [None]), _group(Fraction(1, 2), [0.1], [None])]
+    x = group_features(groups, 3, [Fraction(2), Fraction(3)], [0.9, 0.9])
+    col = {name: i for i, name in enumerate(FEATURES)}
+    assert list(x[:, col["log_min_operand_p"]]) == pytest.approx([np.log(0.7)] * 3)
+    assert list(x[:, col["log_min_op_p"]]) == pytest.approx([np.log(0.9)] * 3)
+    # 2 steps: 2 ops + 4 operands + the stop = 7 decisions; 1 step: 1 + 2 + 1 = 4.
+    assert list(x[:, col["log_best_per_decision"]]) == pytest.approx([np.log(0.6) / 7, np.log(0.2) / 4, np.log(0.1) / 4])
+    assert list(x[:, col["round_ten"]]) == [0.0, 1.0, 0.0]
+    assert list(x[:, col["unit_fraction"]]) == [0.0, 0.0, 1.0]
+    assert list(x[:, col["above_mentions"]]) == [1.0, 1.0, 0.0]  # 5 and 30 exceed 3; 1/2 does not
+    assert list(x[:, col["last_add"]]) == [1.0] * 3 and x[:, col["last_sub"]: col["last_div"] + 1].sum() == 0
+
+
 def test_verifier_trains_saves_loads_and_feeds_the_selector(db_session, trained, home):
     ids = list(db_session.scalars(select(Problem.id).where(Problem.split == Split.TRAIN).order_by(Problem.id)))[:12]
     texts = [db_session.get(Problem, i).text for i in ids]

@@ -37,6 +37,8 @@ FEATURES: tuple[str, ...] = (
     "log_magnitude", "is_mention", "two_decimals", "log_op_p", "log_operand_p", "log_stop_p", "log_factors",
     "unused_mentions", "steps_per_mention", "dead_steps", "log_best_rank", "div_share", "sub_share",
     "max_reuse", "below_mentions", "verifier_best", "verifier_max", "verifier_top",
+    "log_min_operand_p", "log_min_op_p", "log_best_per_decision", "round_ten", "unit_fraction", "above_mentions",
+    "last_add", "last_sub", "last_mul", "last_div",
 )
 """Per answer group (all gold-blind): log Σ path scores; its share of the total; log of its best
 path's score; log(1 + paths); paths / all executed paths; 1 for the vote's winner; the best
@@ -52,7 +54,10 @@ result no later step reads (besides the answer); log(1 + rank of its best path a
 executed paths); shares of DIV and SUB steps; the most times one mention is read; the answer
 is below every mention's value (positive answers only); the program verifier's logit for the
 best path and the highest among the group's paths, and whether the group holds the path the
-verifier rates highest (all 0 without a verifier, :mod:`training.verifier`)."""
+verifier rates highest (all 0 without a verifier, :mod:`training.verifier`); the best path's
+weakest operand and op probabilities (logs) and its log score per decision (ops, operands and
+the stop); the answer is a multiple of 10, lies strictly between 0 and 1, exceeds every
+mention's value; the best path's last op (one-hot ADD, SUB, MUL, DIV)."""
 
 
 @dataclass
@@ -117,6 +122,7 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
     n_mentions = len(mention_values)
     literal = {v for v in mention_values if v is not None}
     smallest = min(literal) if literal else None
+    largest = max(literal) if literal else None
     path_scores = sorted(m.score for g in groups for m in g.members)  # ascending, for bisect
     verified = [[float(m.verified) for m in g.members if getattr(m, "verified", None) is not None] for g in groups]
     top_verified = max((max(v) for v in verified if v), default=None)
@@ -158,6 +164,10 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
         ops = [step.op for step in path.steps]
         best_rank = len(path_scores) - bisect.bisect_right(path_scores, best.score)  # paths scoring higher
         below = float(value is not None and smallest is not None and 0 < value < smallest)
+        op_ps = [step.op_p for step in path.steps]
+        operand_ps = [p for step in path.steps for p in step.operand_ps]
+        decisions = len(op_ps) + len(operand_ps) + 1  # + the stop
+        last = ops[-1] if ops else ""
         rows.append([
             math.log(max(group.mass, 1e-30)), group.mass / total, log_best,
             math.log1p(len(group.members)), len(group.members) / max(1, n_executed), float(rank == 0),
@@ -172,6 +182,12 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
             float(max((mentions.count(i) for i in used), default=0)), below,
             float(getattr(best, "verified", None) or 0.0), max(verified[rank], default=0.0),
             float(top_verified is not None and bool(verified[rank]) and max(verified[rank]) == top_verified),
+            math.log(max(min(operand_ps, default=1.0), 1e-30)), math.log(max(min(op_ps, default=1.0), 1e-30)),
+            log_best / decisions,
+            float(value is not None and value.denominator == 1 and value % 10 == 0),
+            float(value is not None and 0 < value < 1),
+            float(value is not None and largest is not None and value > largest),
+            float(last == "ADD"), float(last == "SUB"), float(last == "MUL"), float(last == "DIV"),
         ])
     return np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))
 
