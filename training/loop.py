@@ -20,6 +20,7 @@ from torch import nn
 
 from app.errors import UserError
 from training.calibration import calibrate, classification_metrics, majority_baseline
+from training.encoder import LAST_LAYER
 from training.heads import HeadConfig
 from training.tasks import Corpus, Task
 
@@ -41,7 +42,7 @@ class TrainConfig:
     width: int = 128
     layers: int = 2
     dropout: float = 0.1
-    backbone_layers: tuple[int, ...] = (-1,)  # hidden states the frozen backbone's features concatenate
+    backbone_layers: tuple[int, ...] = LAST_LAYER  # hidden states the frozen backbone's features concatenate
 
     def __post_init__(self) -> None:  # JSON (a job's params) gives a list
         object.__setattr__(self, "backbone_layers", tuple(int(k) for k in self.backbone_layers))

@@ -156,16 +156,16 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
                 magnitude = 0.0
             is_integer, negative, two_decimals = 0.0, 0.0, 0.0
         n_steps = len(path.steps) or 1
-        log_op = sum(math.log(max(step.op_p, 1e-30)) for step in path.steps)
-        log_operand = sum(math.log(max(p, 1e-30)) for step in path.steps for p in step.operand_ps)
+        op_ps = [step.op_p for step in path.steps]
+        operand_ps = [p for step in path.steps for p in step.operand_ps]
+        log_op = sum(math.log(max(p, 1e-30)) for p in op_ps)
+        log_operand = sum(math.log(max(p, 1e-30)) for p in operand_ps)
         log_stop = math.log(max(path.n_steps_p, 1e-30))
         log_best = math.log(max(best.score, 1e-30))
         consumed = {int(c[1]) for step in path.steps for c in step.operands if c[0] == "step"}
         ops = [step.op for step in path.steps]
         best_rank = len(path_scores) - bisect.bisect_right(path_scores, best.score)  # paths scoring higher
         below = float(value is not None and smallest is not None and 0 < value < smallest)
-        op_ps = [step.op_p for step in path.steps]
-        operand_ps = [p for step in path.steps for p in step.operand_ps]
         decisions = len(op_ps) + len(operand_ps) + 1  # + the stop
         last = ops[-1] if ops else ""
         rows.append([
