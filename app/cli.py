@@ -26,7 +26,7 @@ from app.attribution.cli import attribute as attribute_command, errors as errors
 from app.inference.cli import evaluate_command, solve_command
 from app.labels.cli import labels_app
 from labeling.cli import labelstudio_app, review_app, round_app
-from training.cli import models_app, train_command
+from training.cli import finetune_command, models_app, train_command
 from workers.cli import jobs_app, worker
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -54,6 +54,7 @@ app.command("evaluate")(evaluate_command)
 app.command("attribute")(attribute_command)
 app.command("errors")(errors_command)
 app.command("train")(train_command)
+app.command("finetune-backbone")(finetune_command)
 app.add_typer(models_app, name="models")
 
 console = Console()

@@ -79,6 +79,30 @@ def set_up(url: str, path: Path) -> dict:
     return out
 
 
+def fine_tune(args: argparse.Namespace, snapshot_id: int, layers: tuple[int, ...]) -> tuple[str, dict]:
+    """Fine-tune the backbone on the snapshot (or reuse the saved one); its directory and figures."""
+    from app.db.session import session_scope
+    from training.finetune import FinetuneConfig
+    from training.registry import finetune_for_snapshot
+
+    started = time.perf_counter()
+
+    def on_step(step: int, steps: int, loss: float) -> None:
+        if step % 50 == 0 or step == steps:
+            print(f"  fine-tune step {step}/{steps}: loss {loss:.3f} ({time.perf_counter() - started:.0f} s)",
+                  file=sys.stderr, flush=True)
+
+    def on_epoch(epoch: int, entry: dict) -> None:
+        print(f"  fine-tune epoch {epoch}: {entry}", file=sys.stderr, flush=True)
+
+    config = FinetuneConfig(epochs=args.finetune_epochs, train_layers=args.finetune_layers)
+    with session_scope() as session:
+        path, record, created = finetune_for_snapshot(session, snapshot_id=snapshot_id, backbone_path=args.backbone,
+                                                      config=config, layers=layers, on_step=on_step, on_epoch=on_epoch)
+    figures = {k: record[k] for k in ("best_epoch", "dev_scores", "history", "seconds", "train_problems")}
+    return str(path), {"path": str(path), "created": created, **figures}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--file", type=Path, default=DEFAULT_FILE)
@@ -91,6 +115,10 @@ def main() -> None:
                         help="Comma list of backbone hidden states to concatenate (0 embeddings, -1 last). "
                              "Default 3,-1: C3's dev operand accuracy after 2 epochs was 0.626 with -1, "
                              "0.633 with 3,-1 and 0.631 with 2,4,-1.")
+    parser.add_argument("--finetune-epochs", type=int, default=0,
+                        help="Fine-tune the backbone's top blocks on the C1-C6 losses for this many epochs "
+                             "before the heads train (0: frozen backbone).")
+    parser.add_argument("--finetune-layers", type=int, default=3, help="Top transformer blocks that fine-tuning trains.")
     parser.add_argument("--setup-only", action="store_true")
     args = parser.parse_args()
 
@@ -130,9 +158,12 @@ def main() -> None:
         print(f"encoded {problems} problems in {secs:.0f} s", file=sys.stderr, flush=True)
 
     config = TrainConfig(epochs=args.epochs, backbone_layers=tuple(int(k) for k in args.backbone_layers.split(",")))
+    backbone_path, finetune = args.backbone, None
+    if args.finetune_epochs > 0:
+        backbone_path, finetune = fine_tune(args, snapshot["id"], config.backbone_layers)
     train_started = time.perf_counter()
     chosen = list(SPECIALISTS) if args.specialists == "all" else [s.strip() for s in args.specialists.split(",")]
-    models = train_many(session_scope, chosen, snapshot_id=snapshot["id"], backbone_path=args.backbone,
+    models = train_many(session_scope, chosen, snapshot_id=snapshot["id"], backbone_path=backbone_path,
                         config=config, on_start=on_start, on_epoch=on_epoch,
                         on_encoded=on_encoded)
     train_seconds = time.perf_counter() - train_started
@@ -152,7 +183,7 @@ def main() -> None:
     }
     print(json.dumps({
         "snapshot": snapshot, "setup_seconds": round(setup_seconds, 1),
-        "encoding": encoding,
+        "encoding": encoding, "finetune": finetune,
         "train_seconds": round(train_seconds, 1), "seconds": seconds, "models": figures,
         "model_version": ".".join(f"{m.specialist}{m.version}" for m in models),
         "database_url": args.database_url, "mycelium_home": args.home,

@@ -117,3 +117,20 @@ def test_train_job_on_a_gpu_queue_worker(db_session, database_url: str, labelled
     finally:
         worker.stop()
         delete_redis_keys(prefix)
+
+
+def test_cli_finetunes_the_backbone_once_and_explains_bad_settings(db_session, labelled: int, home: Path,
+                                                                    tmp_path: Path) -> None:
+    backbone = str(build_tiny_encoder(tmp_path / "tiny"))
+    args = ["finetune-backbone", "--backbone", backbone, "--epochs", "1", "--train-layers", "1", "--json"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    out = json.loads(first.stdout.strip().splitlines()[-1])
+    assert out["created"] and out["best_epoch"] == 1 and Path(out["path"]).parent == home / "backbones"
+    assert (Path(out["path"]) / "model.safetensors").is_file() and set(out["dev_scores"]) <= {f"C{i}" for i in range(1, 7)}
+    again = runner.invoke(app, args)
+    assert again.exit_code == 0 and json.loads(again.stdout)["path"] == out["path"]
+    assert not json.loads(again.stdout)["created"]
+    too_deep = runner.invoke(app, ["finetune-backbone", "--backbone", backbone, "--train-layers", "5"])
+    assert too_deep.exit_code != 0 and "Traceback" not in too_deep.output
+    assert too_deep.output.strip().splitlines()[-1].endswith("train_layers 5 > its 2 blocks")

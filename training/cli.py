@@ -64,6 +64,61 @@ def train_command(
     _print_trained(models)
 
 
+def finetune_command(
+    backbone: Annotated[Optional[str], typer.Option(
+        "--backbone", help="Hugging Face encoder directory to adapt (default: the packaged MiniLM-L6).")] = None,
+    epochs: Annotated[int, typer.Option("--epochs", min=1, help="Epochs over the snapshot (the best dev epoch is kept).")] = 3,
+    train_layers: Annotated[int, typer.Option("--train-layers", min=1, help="Top transformer blocks that learn; the "
+                                                                            "embeddings and lower blocks stay frozen.")] = 3,
+    backbone_layers: Annotated[str, typer.Option(
+        "--backbone-layers", help="The hidden states the specialists will read (pass the same to `mycelium train`).")] = "-1",
+    snapshot: Annotated[Optional[int], typer.Option("--snapshot", help="Label snapshot id (default: latest train).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Random seed.")] = 0,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line with the directory and dev scores.")] = False,
+) -> None:
+    """Fine-tune the backbone's top blocks on the C1–C6 losses of a train snapshot and save it.
+
+    Prints the adapted backbone's directory (under MYCELIUM_HOME/backbones); train the
+    specialists on it with `mycelium train --backbone DIR`. The same snapshot and settings again
+    return the saved directory without training. On CPU an epoch over 5,888 GSM8K problems takes
+    about 7 minutes (MiniLM-L6, 3 blocks).
+    """
+    from app.db.session import session_scope
+    from training.finetune import FinetuneConfig
+    from training.registry import finetune_for_snapshot
+
+    try:
+        layers = tuple(int(k) for k in backbone_layers.split(","))
+    except ValueError:
+        raise UserError(f"--backbone-layers {backbone_layers!r}: expected a comma list of integers", exit_code=2) from None
+    config = FinetuneConfig(epochs=epochs, train_layers=train_layers, seed=seed)
+    ensure_schema()
+    progress = Progress(TextColumn("fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+                        TimeElapsedColumn(), console=err_console, disable=as_json)
+    bar = progress.add_task("steps", total=None, info="")
+
+    def on_step(step: int, steps: int, loss: float) -> None:
+        progress.update(bar, completed=step, total=steps, info=f"loss {loss:.3f}")
+
+    def on_epoch(epoch: int, entry: dict) -> None:
+        progress.console.print(f"epoch {epoch}: train loss {entry['train_loss']}, dev {entry['dev_scores']}",
+                               markup=False, highlight=False)
+
+    with progress, session_scope() as session:
+        path, record, created = finetune_for_snapshot(session, snapshot_id=snapshot, backbone_path=backbone,
+                                                      config=config, layers=layers, device=device,
+                                                      on_step=on_step, on_epoch=on_epoch)
+    if as_json:
+        print(json.dumps({"path": str(path), "created": created, "best_epoch": record["best_epoch"],
+                          "dev_scores": record["dev_scores"]}))
+        return
+    state = "fine-tuned" if created else "already fine-tuned (same snapshot and settings):"
+    console.print(f"{state} {path}\nbest epoch {record['best_epoch']}, dev scores {record['dev_scores']}\n"
+                  f"next: mycelium train --backbone {path} --backbone-layers {backbone_layers}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
 def _check_ready(backbone: str | None, device: str, snapshot_id: int | None, layers: tuple[int, ...]) -> None:
     """Fail with one line before any progress output: the backbone loads and the snapshot exists."""
     from app.db.session import session_scope

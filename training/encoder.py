@@ -1,10 +1,11 @@
 """The frozen backbone: load any Hugging Face encoder / causal LM directory, encode problems once.
 
-The specialists never fine-tune the backbone (a MiniLM-L6 fine-tuning step on 32 × 128 tokens
-costs ~3.1 s on the 2-core machine, a forward pass ~0.9 s): each problem text is encoded once,
-its last-layer token states kept as fp16 arrays (in memory, and on disk under
-``MYCELIUM_HOME/cache/encodings`` keyed by the backbone fingerprint and the texts), and the six
-small heads train on those states.
+The specialists' heads never fine-tune the backbone while they train (a MiniLM-L6 fine-tuning
+step on 32 × 128 tokens costs ~3.1 s on the 2-core machine, a forward pass ~0.9 s): each problem
+text is encoded once, its token features (chosen hidden states) kept as fp16 arrays (in memory,
+and on disk under ``MYCELIUM_HOME/cache/encodings`` keyed by the backbone fingerprint and the
+texts), and the six small heads train on those states. A backbone adapted once beforehand by
+:mod:`training.finetune` is just another directory here.
 
 Units: ``starts``/``ends`` are CHAR offsets into the problem text, one pair per TOKEN; special
 tokens (CLS, SEP, BOS …) keep their states but have ``start == end == 0`` and ``is_text`` False.
@@ -145,6 +146,30 @@ class Backbone:
             raise BackboneError(f"backbone {directory}: layers {list(self.layers)} outside its {n_states} hidden states")
         self.hidden_size = int(self.model.config.hidden_size) * len(self.layers)
 
+    def tokenize(self, texts: Sequence[str]) -> tuple[dict, list[tuple[np.ndarray, np.ndarray]]]:
+        """One padded batch of ``texts`` → (model inputs on the device, per text its TOKEN
+        ``(starts, ends)`` CHAR offsets, truncated at ``max_tokens``)."""
+        batch = self.tokenizer(
+            list(texts), return_offsets_mapping=True, padding=True, truncation=True,
+            max_length=self.max_tokens, return_tensors="pt",
+        )
+        offsets = batch.pop("offset_mapping").numpy()  # (B, T, 2) char offsets
+        lengths = batch["attention_mask"].sum(dim=1).numpy()
+        spans = [(offsets[row, :n, 0].astype(np.int32), offsets[row, :n, 1].astype(np.int32))
+                 for row, n in enumerate(lengths.tolist())]
+        inputs = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        return inputs, spans
+
+    def features(self, inputs: dict):
+        """(B, T, H) token features of a :meth:`tokenize` batch: the chosen hidden states
+        concatenated. Runs under the caller's grad mode (fine-tuning needs gradients)."""
+        import torch
+
+        if self.layers == LAST_LAYER:
+            return self.model(**inputs).last_hidden_state
+        hidden = self.model(**inputs, output_hidden_states=True).hidden_states
+        return torch.cat([hidden[k] for k in self.layers], dim=-1)
+
     def encode(self, texts: Sequence[str], batch_size: int = 32) -> list[Encoded]:
         """Encode ``texts`` (length-sorted batches, no gradients) → one :class:`Encoded` per text."""
         import torch
@@ -153,27 +178,11 @@ class Backbone:
         out: list[Encoded | None] = [None] * len(texts)
         for begin in range(0, len(order), batch_size):
             idx = order[begin:begin + batch_size]
-            batch = self.tokenizer(
-                [texts[i] for i in idx], return_offsets_mapping=True, padding=True, truncation=True,
-                max_length=self.max_tokens, return_tensors="pt",
-            )
-            offsets = batch.pop("offset_mapping").numpy()  # (B, T, 2) char offsets
-            special = batch.pop("special_tokens_mask", None)
-            batch = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+            inputs, spans = self.tokenize([texts[i] for i in idx])
             with torch.inference_mode():
-                if self.layers == LAST_LAYER:
-                    chosen = self.model(**batch).last_hidden_state
-                else:
-                    hidden = self.model(**batch, output_hidden_states=True).hidden_states
-                    chosen = torch.cat([hidden[k] for k in self.layers], dim=-1)
-                states = chosen.float().cpu().numpy()  # (B, T, H)
-            lengths = batch["attention_mask"].sum(dim=1).cpu().numpy()
-            del special
-            for row, i in enumerate(idx):
-                n = int(lengths[row])
-                starts = offsets[row, :n, 0].astype(np.int32)
-                ends = offsets[row, :n, 1].astype(np.int32)
-                out[i] = Encoded(states=states[row, :n].astype(np.float16), starts=starts, ends=ends)
+                states = self.features(inputs).float().cpu().numpy()  # (B, T, H)
+            for row, (i, (starts, ends)) in enumerate(zip(idx, spans)):
+                out[i] = Encoded(states=states[row, :len(starts)].astype(np.float16), starts=starts, ends=ends)
         return out  # type: ignore[return-value]
 
 

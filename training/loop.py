@@ -89,7 +89,7 @@ def evaluate(task: Task, head: nn.Module, corpus: Corpus, examples: list, maps: 
     return out
 
 
-def _score(task: Task, outputs: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
+def dev_score(task: Task, outputs: dict[str, tuple[np.ndarray, np.ndarray]]) -> float:
     scores = [classification_metrics(logits.argmax(1), y)[task.primary] for logits, y in outputs.values() if len(y)]
     return float(np.mean(scores)) if scores else 0.0
 
@@ -124,7 +124,7 @@ def train_task(task: Task, train: Corpus, dev: Corpus, config: TrainConfig,
                 nn.utils.clip_grad_norm_(head.parameters(), 1.0)
                 optimizer.step()
             losses.append(float(loss.detach()))
-        score = _score(task, evaluate(task, head, dev, dev_examples, maps)) if dev_examples else -_mean_loss(losses)
+        score = dev_score(task, evaluate(task, head, dev, dev_examples, maps)) if dev_examples else -_mean_loss(losses)
         history.append({"epoch": epoch + 1, "train_loss": _mean_loss(losses), "dev_score": score})
         if on_epoch is not None:
             on_epoch(epoch + 1, config.epochs, _mean_loss(losses), score)

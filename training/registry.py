@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
@@ -28,10 +28,16 @@ from app.config import get_settings
 from app.db.models import Label, LabelSnapshot, LabelSource, LabelTask, Problem, Split, SpecialistModel
 from training.catalog import TASK_CODE_VERSION, TASKS
 from training.checkpoint import artifact_sha256, save_artifact
-from training.encoder import DEFAULT_BACKBONE_NAME, DEFAULT_MAX_TOKENS, Backbone, encode_cached, load_backbone
+from training.encoder import (
+    DEFAULT_BACKBONE_NAME, DEFAULT_MAX_TOKENS, Backbone, backbone_fingerprint, encode_cached, load_backbone,
+    resolve_backbone,
+)
 from training.examples import ProblemData
 from training.loop import EpochCallback, TrainConfig, TrainingError, train_task
 from training.tasks import Corpus
+
+if TYPE_CHECKING:
+    from training.finetune import FinetuneConfig
 
 log = logging.getLogger(__name__)
 _VERSION_LOCK_NAMESPACE = 0x6D6D  # "mm"
@@ -247,6 +253,68 @@ def build_corpora(session: Session, snapshot: LabelSnapshot, backbone: Backbone)
     dev = dev_records(session, [r.problem_id for r in train_records])
     encoded = encode_cached(backbone, [r.text for r in train_records + dev], cache_dir())
     return Corpus(train_records, encoded[: len(train_records)]), Corpus(dev, encoded[len(train_records):])
+
+
+def backbones_dir() -> Path:
+    return get_settings().mycelium_home / "backbones"
+
+
+def finetune_for_snapshot(
+    session: Session,
+    *,
+    snapshot_id: int | None = None,
+    backbone_path: str | None = None,
+    config: FinetuneConfig | None = None,
+    layers: Sequence[int] = (-1,),
+    device: str = "auto",
+    on_step: Callable[[int, int, float], None] | None = None,
+    on_epoch: Callable[[int, dict], None] | None = None,
+) -> tuple[Path, dict[str, Any], bool]:
+    """Fine-tune the backbone on a train snapshot (:mod:`training.finetune`) and save it as a
+    Hugging Face directory ``MYCELIUM_HOME/backbones/<name>-ft-<hash>``; returns (directory, its
+    ``finetune.json`` record, created). The hash covers the base backbone's fingerprint, the
+    snapshot, the config and the feature layers, so the same request returns the saved directory
+    without training. The directory is written under a temporary name and renamed when complete
+    (a killed job leaves nothing a later one reads); ``finetune.json`` — which also makes the
+    directory's fingerprint differ from the base's — names where it came from."""
+    from training.finetune import FinetuneConfig, finetune_backbone
+
+    config = config or FinetuneConfig()
+    snapshot = get_snapshot(session, snapshot_id)
+    base = resolve_backbone(backbone_path)
+    base_fingerprint = backbone_fingerprint(base)
+    identity = {"base_fingerprint": base_fingerprint, "snapshot_hash": snapshot.content_hash,
+                "finetune": config.to_dict(), "layers": [int(k) for k in layers], "code_version": TASK_CODE_VERSION}
+    name = f"{base.name}-ft-{config_hash(identity)[:12]}"
+    target = backbones_dir() / name
+    if (target / "finetune.json").is_file():
+        return target, json.loads((target / "finetune.json").read_text()), False
+    train = snapshot_records(session, snapshot)
+    if not train:
+        raise TrainingError(f"label snapshot {snapshot.id} holds no labels")
+    dev = dev_records(session, [r.problem_id for r in train])
+    started = time.perf_counter()
+    backbone = Backbone(base, device=device, max_tokens=DEFAULT_MAX_TOKENS, layers=layers)
+    result = finetune_backbone(backbone, train, dev, config, on_step=on_step, on_epoch=on_epoch)
+    record = {**identity, "base": str(base), "snapshot_id": snapshot.id, "train_problems": len(train),
+              "dev_problems": len(dev), "best_epoch": result.best_epoch,
+              "dev_scores": {k: round(v, 4) for k, v in result.dev_scores.items()}, "history": result.history,
+              "seconds": round(time.perf_counter() - started, 1)}
+    backbones_dir().mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=backbones_dir()))
+    try:
+        backbone.model.save_pretrained(str(staging), safe_serialization=True)
+        backbone.tokenizer.save_pretrained(str(staging))
+        (staging / "finetune.json").write_text(json.dumps(record, indent=1, sort_keys=True))
+        if target.exists():  # left without finetune.json by a killed rename: incomplete
+            shutil.rmtree(target)
+        staging.rename(target)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    log.info("fine-tuned %s on snapshot %s: best epoch %s, dev %s → %s", base.name, snapshot.id,
+             result.best_epoch, record["dev_scores"], target)
+    return target, record, True
 
 
 def train_many(
