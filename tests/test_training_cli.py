@@ -101,7 +101,9 @@ def test_train_job_on_a_gpu_queue_worker(db_session, database_url: str, labelled
     monkeypatch.setattr(workers.submit, "celery_app", publisher_app(config))
     worker = WorkerProcess(config, tmp_path / "gpu.log", queues="gpu")
     try:
-        submitted = runner.invoke(app, ["train", "--queue", "--backbone", backbone, *SMALL])
+        # The job first adapts the backbone (once), then trains the six heads on it.
+        adapt = ["--finetune-epochs", "1", "--finetune-layers", "1"]
+        submitted = runner.invoke(app, ["train", "--queue", "--backbone", backbone, *SMALL, *adapt])
         assert submitted.exit_code == 0, submitted.output
         assert "train job" in submitted.stdout and "mycelium jobs watch" in submitted.stdout
         job_id = int(submitted.stdout.split("train job ")[1].split()[0])
@@ -111,8 +113,10 @@ def test_train_job_on_a_gpu_queue_worker(db_session, database_url: str, labelled
         assert [(str(r.specialist), r.version, r.snapshot_id) for r in rows] == [
             (f"C{i}", "v1", labelled) for i in range(1, 7)]
         assert all(Path(r.artifact_path).parent.parent == home / "models" for r in rows)
-        # The same training inline afterwards finds the worker's versions: nothing new.
-        again = runner.invoke(app, ["train", "--backbone", backbone, *SMALL, "--json"])
+        (adapted,) = {r.backbone for r in rows}
+        assert Path(adapted).parent == home / "backbones" and (Path(adapted) / "finetune.json").is_file()
+        # The same training inline afterwards finds the worker's backbone and versions: nothing new.
+        again = runner.invoke(app, ["train", "--backbone", backbone, *SMALL, *adapt, "--json"])
         assert [m["created"] for m in json.loads(again.stdout)["models"]] == [False] * 6
     finally:
         worker.stop()

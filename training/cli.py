@@ -28,17 +28,24 @@ def train_command(
     backbone_layers: Annotated[str, typer.Option(
         "--backbone-layers", help="Comma list of the backbone's hidden states whose concatenation makes the token "
                                   "features (0 the embeddings, -1 the last layer; bench/training.py uses 3,-1).")] = "-1",
+    finetune_epochs: Annotated[int, typer.Option(
+        "--finetune-epochs", min=0, help="First fine-tune the backbone's top blocks on the C1–C6 losses for this many "
+                                         "epochs (see `mycelium finetune-backbone`); 0 keeps it as it is.")] = 0,
+    finetune_layers: Annotated[int, typer.Option("--finetune-layers", min=1,
+                                                 help="Top transformer blocks that fine-tuning trains.")] = 3,
     device: Annotated[str, typer.Option("--device", help="auto, cpu or cuda.")] = "auto",
     queue: Annotated[bool, typer.Option("--queue", help="Submit a `train` job on the gpu queue instead.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line {\"models\": [...]}.")] = False,
 ) -> None:
     """Train specialists from a train label snapshot; dev for early stopping and calibration.
 
-    Frozen backbone (token states encoded once and cached), one small head per specialist. The
-    same snapshot and settings again return the existing versions (nothing is trained).
+    Frozen backbone (token states encoded once and cached), one small head per specialist; with
+    --finetune-epochs the backbone is first adapted once on the same snapshot (saved, reused).
+    The same snapshot and settings again return the existing versions (nothing is trained).
     """
     from training.catalog import parse_specialists
     from training.encoder import resolve_backbone
+    from training.finetune import FinetuneConfig
     from training.loop import TrainConfig
 
     try:
@@ -46,16 +53,16 @@ def train_command(
     except ValueError as exc:
         raise UserError(str(exc), exit_code=2) from None
     backbone_path = None if backbone is None else str(resolve_backbone(backbone))
-    try:
-        layers = tuple(int(k) for k in backbone_layers.split(","))
-    except ValueError:
-        raise UserError(f"--backbone-layers {backbone_layers!r}: expected a comma list of integers", exit_code=2) from None
+    layers = _parse_layers(backbone_layers)
     config = TrainConfig(epochs=epochs, seed=seed, backbone_layers=layers)
+    finetune = FinetuneConfig(epochs=finetune_epochs, train_layers=finetune_layers, seed=seed) if finetune_epochs else None
     ensure_schema()
     if queue:
-        _submit(chosen, backbone_path, config, snapshot, device)
+        _submit(chosen, backbone_path, config, snapshot, device, finetune)
         return
     _check_ready(backbone_path, device, snapshot, layers)
+    if finetune is not None:
+        backbone_path = str(_finetune_inline(backbone_path, finetune, layers, snapshot, device, quiet=as_json)[0])
     models = _train_inline(chosen, backbone_path, config, snapshot, device, quiet=as_json)
     if as_json:
         print(json.dumps({"models": [{"specialist": m.specialist, "version": m.version, "created": m.created,
@@ -84,18 +91,37 @@ def finetune_command(
     return the saved directory without training. On CPU an epoch over 5,888 GSM8K problems takes
     about 7 minutes (MiniLM-L6, 3 blocks).
     """
-    from app.db.session import session_scope
     from training.finetune import FinetuneConfig
-    from training.registry import finetune_for_snapshot
 
-    try:
-        layers = tuple(int(k) for k in backbone_layers.split(","))
-    except ValueError:
-        raise UserError(f"--backbone-layers {backbone_layers!r}: expected a comma list of integers", exit_code=2) from None
+    layers = _parse_layers(backbone_layers)
     config = FinetuneConfig(epochs=epochs, train_layers=train_layers, seed=seed)
     ensure_schema()
+    path, record, created = _finetune_inline(backbone, config, layers, snapshot, device, quiet=as_json)
+    if as_json:
+        print(json.dumps({"path": str(path), "created": created, "best_epoch": record["best_epoch"],
+                          "dev_scores": record["dev_scores"]}))
+        return
+    state = "fine-tuned" if created else "already fine-tuned (same snapshot and settings):"
+    console.print(f"{state} {path}\nbest epoch {record['best_epoch']}, dev scores {record['dev_scores']}\n"
+                  f"next: mycelium train --backbone {path} --backbone-layers {backbone_layers}",
+                  markup=False, highlight=False, soft_wrap=True)
+
+
+def _parse_layers(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(k) for k in text.split(","))
+    except ValueError:
+        raise UserError(f"--backbone-layers {text!r}: expected a comma list of integers", exit_code=2) from None
+
+
+def _finetune_inline(backbone: str | None, config, layers: tuple[int, ...], snapshot_id: int | None, device: str,
+                     quiet: bool):
+    """Fine-tune (or find the saved adaptation) with a progress bar; (directory, record, created)."""
+    from app.db.session import session_scope
+    from training.registry import finetune_for_snapshot
+
     progress = Progress(TextColumn("fine-tune"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                        TimeElapsedColumn(), console=err_console, disable=as_json)
+                        TimeElapsedColumn(), console=err_console, disable=quiet)
     bar = progress.add_task("steps", total=None, info="")
 
     def on_step(step: int, steps: int, loss: float) -> None:
@@ -106,17 +132,8 @@ def finetune_command(
                                markup=False, highlight=False)
 
     with progress, session_scope() as session:
-        path, record, created = finetune_for_snapshot(session, snapshot_id=snapshot, backbone_path=backbone,
-                                                      config=config, layers=layers, device=device,
-                                                      on_step=on_step, on_epoch=on_epoch)
-    if as_json:
-        print(json.dumps({"path": str(path), "created": created, "best_epoch": record["best_epoch"],
-                          "dev_scores": record["dev_scores"]}))
-        return
-    state = "fine-tuned" if created else "already fine-tuned (same snapshot and settings):"
-    console.print(f"{state} {path}\nbest epoch {record['best_epoch']}, dev scores {record['dev_scores']}\n"
-                  f"next: mycelium train --backbone {path} --backbone-layers {backbone_layers}",
-                  markup=False, highlight=False, soft_wrap=True)
+        return finetune_for_snapshot(session, snapshot_id=snapshot_id, backbone_path=backbone, config=config,
+                                     layers=layers, device=device, on_step=on_step, on_epoch=on_epoch)
 
 
 def _check_ready(backbone: str | None, device: str, snapshot_id: int | None, layers: tuple[int, ...]) -> None:
@@ -130,7 +147,7 @@ def _check_ready(backbone: str | None, device: str, snapshot_id: int | None, lay
     load_backbone(backbone, device, DEFAULT_MAX_TOKENS, layers)
 
 
-def _submit(chosen: list[str], backbone: str | None, config, snapshot_id: int | None, device: str) -> None:
+def _submit(chosen: list[str], backbone: str | None, config, snapshot_id: int | None, device: str, finetune=None) -> None:
     from app.db.session import session_scope
     from training.registry import get_snapshot
     from workers.submit import submit_job
@@ -140,6 +157,8 @@ def _submit(chosen: list[str], backbone: str | None, config, snapshot_id: int | 
         snapshot_id = snapshot.id
     params = {"specialists": chosen, "snapshot_id": snapshot_id, "backbone": backbone, "device": device,
               "config": config.to_dict()}
+    if finetune is not None:
+        params["finetune"] = finetune.to_dict()
     job = submit_job("train", params, chosen)
     state = "submitted" if job.created else f"already exists ({job.status});"
     console.print(f"train job {job.id} {state} {job.total} specialists on the gpu queue; "
