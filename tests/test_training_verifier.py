@@ -78,6 +78,24 @@ def test_verifier_features_read_the_logits_of_each_group():
     assert unscored[0, col["verifier_best"]] == unscored[0, col["verifier_top"]] == 0.0
 
 
+def test_verifier_weighted_vote_pools_each_groups_sigmoids():
+    sig = lambda v: 1.0 / (1.0 + np.exp(-v))  # noqa: E731
+    groups = [_group(5, [0.6, 0.1], [-1.0, 2.5]), _group(7, [0.3], [0.5])]
+    x = group_features(groups, 3, [Fraction(2), Fraction(3)], [0.9, 0.9])
+    col = {name: i for i, name in enumerate(FEATURES)}
+    votes = [sig(-1.0) + sig(2.5), sig(0.5)]
+    assert list(x[:, col["verifier_vote"]]) == pytest.approx(np.log(votes))
+    assert list(x[:, col["verifier_vote_share"]]) == pytest.approx([v / sum(votes) for v in votes])
+    assert x[0, col["verifier_mass"]] == pytest.approx(np.log(0.6 * sig(-1.0) + 0.1 * sig(2.5)))
+    # Two paths the verifier likes outvote one it likes more: the pooled vote, not the max.
+    assert x[0, col["verifier_vote"]] > x[1, col["verifier_vote"]]
+    unscored = group_features([_group(5, [0.6], [None])], 1, [Fraction(2)], [0.9])
+    assert unscored[0, col["verifier_vote"]:].tolist() == [0.0, 0.0, 0.0]
+    # Logits far beyond exp's range are no overflow.
+    extreme = group_features([_group(5, [0.6], [800.0]), _group(7, [0.3], [-800.0])], 2, [Fraction(2)], [0.9])
+    assert extreme[:, col["verifier_vote_share"]].tolist() == pytest.approx([1.0, 0.0])
+
+
 def test_selector_features_of_the_best_path_and_the_answer_shape():
     groups = [_group(5, [0.6], [None], n_steps=2), _group(30, [0.2], [None]), _group(Fraction(1, 2), [0.1], [None])]
     x = group_features(groups, 3, [Fraction(2), Fraction(3)], [0.9, 0.9])

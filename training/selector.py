@@ -141,6 +141,8 @@ def main() -> None:
                         help="Skip this many TRAIN problems (with --collect-only: search another range in parallel).")
     parser.add_argument("--dev-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=8, help="Verifier epochs (early stopping on dev).")
+    parser.add_argument("--reuse-verifier", action="store_true",
+                        help="Keep the verifier already saved for these specialists (refit only the selector).")
     parser.add_argument("--theta", type=float, default=0.85)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--max-paths", type=int, default=100)
@@ -184,24 +186,30 @@ def main() -> None:
     verifier_sha = ""
     if use_verifier:
         from training.registry import cache_dir
+        from training.verifier import CONFIG as VERIFIER_CONFIG
         from training.verifier import VERIFIER_DIR, LoadedVerifier, save_verifier, train_verifier, verifier_corpus
 
-        c3 = specialists.specialists["C3"]
-        ops, constants = c3.maps["ops"], c3.maps["constants"]
-        train_corpus, train_examples = verifier_corpus(rows["train"], c3.backbone, ops, constants, cache_dir())
-        dev_corpus, dev_examples = verifier_corpus(rows["dev"], c3.backbone, ops, constants, cache_dir())
-
-        def on_epoch(epoch: int, loss: float, score: float) -> None:
-            print(f"  verifier epoch {epoch}: loss {loss:.4f} dev top-1 {score:.4f}", file=sys.stderr, flush=True)
-
-        began = time.perf_counter()
-        head, verifier_meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
-                                             c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch)
-        verifier_meta = {**verifier_meta, "train_problems": len(train_examples),
-                         "seconds": round(time.perf_counter() - began, 1)}
         directory = selector_path(home, version).parent / VERIFIER_DIR
-        verifier_sha = save_verifier(directory, head, ops, constants, c3.backbone, verifier_meta)
-        score_with_verifier(rows["dev"], LoadedVerifier(directory))
+        if args.reuse_verifier and (directory / VERIFIER_CONFIG).is_file():
+            verifier_meta = json.loads((directory / VERIFIER_CONFIG).read_text())["metrics"]
+        else:
+            c3 = specialists.specialists["C3"]
+            ops, constants = c3.maps["ops"], c3.maps["constants"]
+            train_corpus, train_examples = verifier_corpus(rows["train"], c3.backbone, ops, constants, cache_dir())
+            dev_corpus, dev_examples = verifier_corpus(rows["dev"], c3.backbone, ops, constants, cache_dir())
+
+            def on_epoch(epoch: int, loss: float, score: float) -> None:
+                print(f"  verifier epoch {epoch}: loss {loss:.4f} dev top-1 {score:.4f}", file=sys.stderr, flush=True)
+
+            began = time.perf_counter()
+            head, verifier_meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
+                                                 c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch)
+            verifier_meta = {**verifier_meta, "train_problems": len(train_examples),
+                             "seconds": round(time.perf_counter() - began, 1)}
+            save_verifier(directory, head, ops, constants, c3.backbone, verifier_meta)
+        verifier = LoadedVerifier(directory)
+        verifier_sha = verifier.sha256
+        score_with_verifier(rows["dev"], verifier)
     dev = feature_rows(rows["dev"])
     train = feature_rows(rows["train"]) if args.fit_on == "train" else []
     if args.fit_on == "train":

@@ -39,6 +39,7 @@ FEATURES: tuple[str, ...] = (
     "max_reuse", "below_mentions", "verifier_best", "verifier_max", "verifier_top",
     "log_min_operand_p", "log_min_op_p", "log_best_per_decision", "round_ten", "unit_fraction", "above_mentions",
     "last_add", "last_sub", "last_mul", "last_div",
+    "verifier_vote", "verifier_vote_share", "verifier_mass",
 )
 """Per answer group (all gold-blind): log Σ path scores; its share of the total; log of its best
 path's score; log(1 + paths); paths / all executed paths; 1 for the vote's winner; the best
@@ -57,7 +58,9 @@ best path and the highest among the group's paths, and whether the group holds t
 verifier rates highest (all 0 without a verifier, :mod:`training.verifier`); the best path's
 weakest operand and op probabilities (logs) and its log score per decision (ops, operands and
 the stop); the answer is a multiple of 10, lies strictly between 0 and 1, exceeds every
-mention's value; the best path's last op (one-hot ADD, SUB, MUL, DIV)."""
+mention's value; the best path's last op (one-hot ADD, SUB, MUL, DIV); the verifier-weighted
+vote — log Σ over the group's paths of σ(verifier logit), that sum's share over all groups, and
+log Σ path score · σ(logit) (all 0 without a verifier)."""
 
 
 @dataclass
@@ -126,6 +129,8 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
     path_scores = sorted(m.score for g in groups for m in g.members)  # ascending, for bisect
     verified = [[float(m.verified) for m in g.members if getattr(m, "verified", None) is not None] for g in groups]
     top_verified = max((max(v) for v in verified if v), default=None)
+    votes = [float(np.sum(_sigmoid(np.asarray(v)))) if v else 0.0 for v in verified]  # Σ σ(logit) per group
+    total_votes = sum(votes) or 1.0
     rows = []
     for rank, group in enumerate(groups):
         best = group.members[0]
@@ -188,8 +193,21 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
             float(value is not None and 0 < value < 1),
             float(value is not None and largest is not None and value > largest),
             float(last == "ADD"), float(last == "SUB"), float(last == "MUL"), float(last == "DIV"),
+            math.log(votes[rank]) if votes[rank] > 0 else 0.0, votes[rank] / total_votes,
+            _weighted_mass(group.members) if verified[rank] else 0.0,
         ])
     return np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # σ without overflow for large |x|
+
+
+def _weighted_mass(members: Sequence[Any]) -> float:
+    """log Σ path score · σ(verifier logit) over a group's verified paths."""
+    mass = sum(m.score * float(_sigmoid(np.asarray(m.verified))) for m in members
+               if getattr(m, "verified", None) is not None)
+    return math.log(max(mass, 1e-30))
 
 
 # --------------------------------------------------------------------------- fitting (training data)
