@@ -18,8 +18,10 @@ from app.inference.store import with_selector
 from training.checkpoint import WEIGHTS, artifact_sha256
 from training.verifier import (
     VERIFIER_DIR, LoadedVerifier, batch_logits, candidate_programs, collate, listwise_loss, path_stats,
-    save_verifier, train_verifier, value_features, verifier_corpus,
+    VerifierHead, save_verifier, train_verifier, value_features, verifier_corpus, warm_start,
 )
+from training.heads import HeadConfig
+from training.prefix import batch_prefix_logits
 
 
 def _group(answer: int, scores: list[float], verified: list[float | None], n_steps: int = 1) -> AnswerGroup:
@@ -90,7 +92,7 @@ def test_verifier_weighted_vote_pools_each_groups_sigmoids():
     # Two paths the verifier likes outvote one it likes more: the pooled vote, not the max.
     assert x[0, col["verifier_vote"]] > x[1, col["verifier_vote"]]
     unscored = group_features([_group(5, [0.6], [None])], 1, [Fraction(2)], [0.9])
-    assert unscored[0, col["verifier_vote"]:].tolist() == [0.0, 0.0, 0.0]
+    assert unscored[0, col["verifier_vote"]: col["verifier_mass"] + 1].tolist() == [0.0, 0.0, 0.0]
     # Logits far beyond exp's range are no overflow.
     extreme = group_features([_group(5, [0.6], [800.0]), _group(7, [0.3], [-800.0])], 2, [Fraction(2)], [0.9])
     assert extreme[:, col["verifier_vote_share"]].tolist() == pytest.approx([1.0, 0.0])
@@ -158,6 +160,34 @@ def test_verifier_trains_saves_loads_and_feeds_the_selector(db_session, trained,
         with_selector(trained)
 
 
+def test_warm_started_verifier_begins_as_c6s_stop_head(db_session, trained):
+    """Before training, a verifier warm-started from C6's stop head gives every complete program
+    the stop head's logit difference (stop − go on); training then moves it."""
+    ids = list(db_session.scalars(select(Problem.id).where(Problem.split == Split.TRAIN).order_by(Problem.id)))[:8]
+    texts = [db_session.get(Problem, i).text for i in ids]
+    rows = [(text, s.ranking, [k == 0 for k in range(len(s.ranking.groups))])
+            for text, s in zip(texts, solve(texts, trained)) if s.ranking and s.ranking.groups]
+    c3, stop = trained.specialists["C3"], trained.specialists["C6"].head.stop
+    ops, constants = c3.maps["ops"], c3.maps["constants"]
+    corpus, examples = verifier_corpus(rows, c3.backbone, ops, constants)
+    cfg = HeadConfig(**trained.specialists["C6"].config["head_config"])
+    head = VerifierHead(cfg, len(ops))
+    assert warm_start(head, stop) > 10
+    head.eval()
+    batch = collate(corpus, examples)
+    with torch.no_grad():
+        two_way = batch_prefix_logits(stop, batch)
+        assert batch_logits(head, batch).numpy() == pytest.approx((two_way[:, 1] - two_way[:, 0]).numpy(), abs=1e-5)
+    trained_head, metrics = train_verifier(corpus, examples, corpus, examples, len(ops), c3.backbone.hidden_size,
+                                           epochs=1, init=stop, lr=3e-4, head_config=cfg)
+    assert metrics["warm_start"] == "C6 stop head" and [h["epoch"] for h in metrics["history"]] == [0, 1]
+    with torch.no_grad():
+        assert not torch.allclose(batch_logits(trained_head, batch), batch_logits(head, batch))
+    # A head of another width is not a warm start: nothing is copied.
+    narrow = VerifierHead(HeadConfig(hidden_size=c3.backbone.hidden_size, width=cfg.width * 2), len(ops))
+    assert warm_start(narrow, stop) == 0
+
+
 def test_selector_collection_caches_chunks_and_reads_them_back(db_session, trained, home, monkeypatch):
     """training.selector's search cache: one pickle per chunk of problems, named by its first
     problem id; a second run (here without any specialists) reads every chunk back."""
@@ -176,3 +206,20 @@ def test_selector_collection_caches_chunks_and_reads_them_back(db_session, train
     assert [(t, labels) for t, _, labels in again] == [(t, labels) for t, _, labels in rows]
     tail = fitting.collect(db_session, None, ids[5:], SearchConfig(), cache, "train_t")  # a range on chunk bounds
     assert [t for t, _, _ in tail] == [t for t, _, _ in rows[5:]]
+
+
+def test_reading_order_features_prefer_neighbouring_numbers_read_in_order():
+    """ "three toys at $10 each, two packs at $5 each": mentions 0..3 are 3, 10, 2, 5."""
+    def group(answer: int, steps: list[tuple[str, tuple]]) -> AnswerGroup:
+        planned = tuple(PlannedStep(op, 0.9, operands, (0.8,) * len(operands)) for op, operands in steps)
+        path = Path(len(planned), 0.5, planned, 0.1)
+        return AnswerGroup(str(answer), Fraction(answer), 0.1, [Executed(path, Fraction(answer), str(answer), 0.1)])
+
+    m = lambda i: ("problem", i, "literal")  # noqa: E731
+    paired = group(40, [("MUL", (m(0), m(1))), ("MUL", (m(2), m(3))), ("ADD", (("step", 0), ("step", 1)))])
+    crossed = group(35, [("MUL", (m(2), m(1))), ("MUL", (m(0), m(3))), ("ADD", (("step", 0), ("step", 1)))])
+    x = group_features([crossed, paired], 4, [Fraction(v) for v in (3, 10, 2, 5)], [0.9] * 4)
+    col = {name: i for i, name in enumerate(FEATURES)}
+    assert list(x[:, col["pair_gap"]]) == [2.0, 1.0]  # |2 − 1| and |0 − 3| vs neighbours
+    # first reads 2, 1, 0, 3: two of three moves go backwards; 0, 1, 2, 3: none
+    assert list(x[:, col["read_inversions"]]) == pytest.approx([2 / 3, 0.0])

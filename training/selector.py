@@ -141,6 +141,10 @@ def main() -> None:
                         help="Skip this many TRAIN problems (with --collect-only: search another range in parallel).")
     parser.add_argument("--dev-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=8, help="Verifier epochs (early stopping on dev).")
+    parser.add_argument("--verifier-init", choices=("stop", "none"), default="stop",
+                        help="stop (default): warm-start the verifier from C6's stop head; none: random.")
+    parser.add_argument("--verifier-lr", type=float, default=None,
+                        help="Verifier learning rate (default 3e-4 warm-started, 1e-3 from scratch).")
     parser.add_argument("--reuse-verifier", action="store_true",
                         help="Keep the verifier already saved for these specialists (refit only the selector).")
     parser.add_argument("--theta", type=float, default=0.85)
@@ -185,6 +189,7 @@ def main() -> None:
     verifier_meta: dict = {}
     verifier_sha = ""
     if use_verifier:
+        from training.heads import HeadConfig
         from training.registry import cache_dir
         from training.verifier import CONFIG as VERIFIER_CONFIG
         from training.verifier import VERIFIER_DIR, LoadedVerifier, save_verifier, train_verifier, verifier_corpus
@@ -202,8 +207,16 @@ def main() -> None:
                 print(f"  verifier epoch {epoch}: loss {loss:.4f} dev top-1 {score:.4f}", file=sys.stderr, flush=True)
 
             began = time.perf_counter()
+            c6 = specialists.specialists["C6"]
+            stop = getattr(c6.head, "stop", None) if args.verifier_init == "stop" else None
+            if stop is not None and list(c6.maps["ops"]) != list(ops):  # op embeddings must mean the same ops
+                stop = None
+            lr = args.verifier_lr or (3e-4 if stop is not None else 1e-3)
             head, verifier_meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
-                                                 c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch)
+                                                 c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch,
+                                                 init=stop, lr=lr,
+                                                 head_config=HeadConfig(**c6.config["head_config"]) if stop else None)
+            verifier_meta["lr"] = lr
             verifier_meta = {**verifier_meta, "train_problems": len(train_examples),
                              "seconds": round(time.perf_counter() - began, 1)}
             save_verifier(directory, head, ops, constants, c3.backbone, verifier_meta)

@@ -94,6 +94,7 @@ class VerifierHead(nn.Module):
     def __init__(self, cfg: HeadConfig, n_ops: int):
         super().__init__()
         d = cfg.width
+        self.cfg = cfg
         self.score = PrefixClassifier(cfg, n_ops, 1)
         self.sign = nn.Embedding(VALUE_SIGNS, d)
         self.kind = nn.Embedding(VALUE_KINDS, d)
@@ -210,21 +211,52 @@ def top1_accuracy(head: VerifierHead, corpus: Corpus, examples: Sequence[Verifie
     return hits / max(1, len(usable))
 
 
+def warm_start(head: VerifierHead, stop: PrefixClassifier) -> int:
+    """Start ``head``'s program scorer from C6's stop head (the same memory of tokens, mention
+    reads and step vectors, trained on every TRAIN problem's reference prefixes): each parameter
+    of matching shape is copied, the two-way output becomes one logit (stop − go on), and the
+    verifier's own value and path-statistics inputs start at zero — before training it scores a
+    complete program by how finished C6 finds it. Returns the number of tensors copied (0: the
+    heads do not match and ``head`` is left as it was)."""
+    own, theirs = head.score.state_dict(), stop.state_dict()
+    shared = [k for k, v in theirs.items() if not k.startswith("out.") and k in own and own[k].shape == v.shape]
+    weight, bias = theirs.get("out.weight"), theirs.get("out.bias")
+    if (not shared or weight is None or weight.shape[0] != 2
+            or weight.shape[1] != own["out.weight"].shape[1]):
+        return 0
+    for k in shared:
+        own[k] = theirs[k].detach().clone()
+    own["out.weight"] = (weight[1] - weight[0])[None].detach().clone()
+    own["out.bias"] = (bias[1] - bias[0])[None].detach().clone()
+    head.score.load_state_dict(own)
+    with torch.no_grad():
+        for module in (head.sign, head.kind, head.magnitude, head.answer, head.stats[-1]):
+            for p in module.parameters():
+                p.zero_()
+    return len(shared) + 2
+
+
 def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus: Corpus,
                    dev: Sequence[VerifierExample], n_ops: int, hidden_size: int, epochs: int = 6,
                    batch_problems: int = 16, lr: float = 1e-3, patience: int = 2, seed: int = 0,
-                   on_epoch: Callable[[int, float, float], None] | None = None) -> tuple[VerifierHead, dict[str, Any]]:
-    """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1.
+                   on_epoch: Callable[[int, float, float], None] | None = None,
+                   init: PrefixClassifier | None = None,
+                   head_config: HeadConfig | None = None) -> tuple[VerifierHead, dict[str, Any]]:
+    """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1;
+    ``init`` (C6's stop head, built with ``head_config``) warm-starts it (:func:`warm_start`).
 
     Returns the head (eval mode) and metrics: dev top-1 of the verifier alone, the number of dev
-    problems it was measured on, and the per-epoch history.
+    problems it was measured on, whether it was warm-started, and the per-epoch history.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = VerifierHead(HeadConfig(hidden_size=hidden_size), n_ops)
+    head = VerifierHead(head_config or HeadConfig(hidden_size=hidden_size), n_ops)
+    warm = warm_start(head, init) if init is not None else 0
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     pos_weight = torch.tensor(positive_weight(np.array([label for e in train for label in e.labels])))
     best, best_state, stale, history = -1.0, None, 0, []
+    if warm:  # what C6's stop head alone makes of the candidates
+        history.append({"epoch": 0, "loss": None, "dev_top1": top1_accuracy(head, dev_corpus, dev)})
     for epoch in range(epochs):
         head.train()
         losses = []
@@ -252,6 +284,7 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
     head.eval()
     usable = [e for e in dev if 0 < sum(e.labels) < len(e.labels)]
     return head, {"dev_top1": round(best, 4), "dev_problems": len(usable), "history": history,
+                  "warm_start": "C6 stop head" if warm else None,
                   "note": "dev problems with a right and a wrong candidate; top-1 among the sampled candidates"}
 
 
@@ -260,7 +293,7 @@ def save_verifier(directory: Path, head: VerifierHead, ops: Sequence[str], const
     """Write the artifact; returns its sha256."""
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(directory / WEIGHTS))
-    config = {"head_config": HeadConfig(hidden_size=backbone.hidden_size).to_dict(), "ops": list(ops),
+    config = {"head_config": head.cfg.to_dict(), "ops": list(ops),
               "constants": list(constants), "metrics": metrics,
               "backbone": {"path": str(backbone.directory), "fingerprint": backbone.fingerprint,
                            "max_tokens": backbone.max_tokens, "layers": list(backbone.layers)}}

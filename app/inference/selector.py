@@ -39,7 +39,7 @@ FEATURES: tuple[str, ...] = (
     "max_reuse", "below_mentions", "verifier_best", "verifier_max", "verifier_top",
     "log_min_operand_p", "log_min_op_p", "log_best_per_decision", "round_ten", "unit_fraction", "above_mentions",
     "last_add", "last_sub", "last_mul", "last_div",
-    "verifier_vote", "verifier_vote_share", "verifier_mass",
+    "verifier_vote", "verifier_vote_share", "verifier_mass", "pair_gap", "read_inversions",
 )
 """Per answer group (all gold-blind): log Σ path scores; its share of the total; log of its best
 path's score; log(1 + paths); paths / all executed paths; 1 for the vote's winner; the best
@@ -60,7 +60,11 @@ weakest operand and op probabilities (logs) and its log score per decision (ops,
 the stop); the answer is a multiple of 10, lies strictly between 0 and 1, exceeds every
 mention's value; the best path's last op (one-hot ADD, SUB, MUL, DIV); the verifier-weighted
 vote — log Σ over the group's paths of σ(verifier logit), that sum's share over all groups, and
-log Σ path score · σ(logit) (all 0 without a verifier)."""
+log Σ path score · σ(logit) (all 0 without a verifier); how far apart in the text the numbers
+one step combines are (mean over steps reading ≥ 2 mentions of the largest minus the smallest
+mention index: "three toys at $10 each" pairs neighbours), and the share of backward moves when
+the mentions are listed in the order the program first reads them (word problems are mostly
+solved in reading order)."""
 
 
 @dataclass
@@ -195,8 +199,24 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
             float(last == "ADD"), float(last == "SUB"), float(last == "MUL"), float(last == "DIV"),
             math.log(votes[rank]) if votes[rank] > 0 else 0.0, votes[rank] / total_votes,
             _weighted_mass(group.members) if verified[rank] else 0.0,
+            *_reading_order(path.steps),
         ])
     return np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))
+
+
+def _reading_order(steps: Sequence[Any]) -> tuple[float, float]:
+    """(mean index gap of the mentions one step combines, share of backward moves in the order
+    the program first reads mentions) of one path's steps; indices are mention order in the text."""
+    gaps, first_reads = [], []
+    for step in steps:
+        read = [int(c[1]) for c in step.operands if c[0] == "problem"]
+        if len(set(read)) >= 2:
+            gaps.append(max(read) - min(read))
+        for i in read:
+            if i not in first_reads:
+                first_reads.append(i)
+    backward = sum(b < a for a, b in zip(first_reads, first_reads[1:]))
+    return (float(np.mean(gaps)) if gaps else 0.0), backward / max(1, len(first_reads) - 1)
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
