@@ -141,8 +141,9 @@ def main() -> None:
                         help="Skip this many TRAIN problems (with --collect-only: search another range in parallel).")
     parser.add_argument("--dev-limit", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=8, help="Verifier epochs (early stopping on dev).")
-    parser.add_argument("--verifier-init", choices=("stop", "none"), default="stop",
-                        help="stop (default): warm-start the verifier from C6's stop head; none: random.")
+    parser.add_argument("--verifier-init", choices=("none", "stop"), default="none",
+                        help="none (default): a fresh verifier; stop: warm-start it from C6's stop head (on "
+                             "GSM8K dev it scored the same, 0.293 vs 0.298 top-1, and trained twice as long).")
     parser.add_argument("--verifier-lr", type=float, default=None,
                         help="Verifier learning rate (default 3e-4 warm-started, 1e-3 from scratch).")
     parser.add_argument("--reuse-verifier", action="store_true",
