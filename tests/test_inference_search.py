@@ -249,3 +249,30 @@ def test_stop_theta_one_keeps_the_go_on_branch_of_a_confident_stop():
     assert kept.chosen.n_steps_p == pytest.approx(0.9 * 0.95)
     with pytest.raises(ValueError, match="stop_theta"):
         SearchConfig(stop_theta=1.5)
+
+
+def test_chained_operand_positions_pair_the_numbers_of_one_step():
+    """ "three toys at $10 each, two packs at $5 each" (mentions 3, 10, 2, 5): with independent
+    positions the mixed pair MUL(3, 5) is as likely as MUL(3, 10); a chained second position
+    that reads the first operand keeps the pairs apart."""
+    from app.inference.proposals import Chained
+    from app.inference.search import operand_lists
+
+    m = lambda i: ("problem", i, "literal")  # noqa: E731
+    first = {m(0): 0.5, m(2): 0.5}
+    second = {m(1): 0.5, m(3): 0.5}
+    config = SearchConfig(theta=0.85, top_k=2)
+    independent = operand_lists([first, second, {("end",): 1.0}], 0, "MUL", 4, config)
+    assert {ops for ops, _, _ in independent} == {(m(0), m(1)), (m(0), m(3)), (m(2), m(1)), (m(2), m(3))}
+    paired = {m(0): {m(1): 0.9, m(3): 0.1}, m(2): {m(3): 0.9, m(1): 0.1}}
+    asked = []
+
+    def given(previous):
+        asked.append(previous)
+        return paired[previous]
+
+    chained = operand_lists([first, Chained(given), Chained(lambda previous: {("end",): 1.0})], 0, "MUL", 4, config)
+    assert [ops for ops, _, _ in chained[:2]] == [(m(0), m(1)), (m(2), m(3))]
+    assert chained[0][1] == (0.5, 0.9) and chained[0][2] == pytest.approx(0.45)
+    assert {ops for ops, _, _ in chained} == {(m(0), m(1)), (m(2), m(3))}  # 0.9 ≥ θ: the mixed pairs collapse away
+    assert sorted(asked) == [m(0), m(2)]  # asked once per previous operand

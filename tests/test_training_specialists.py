@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import func, select
 
 from app.db.models import SpecialistModel
-from app.inference.proposals import ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, OperandRequest, PrefixStep
+from app.inference.proposals import ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, Chained, OperandRequest, PrefixStep
 from tests.training_helpers import make_snapshot, seed_labels, tiny_train_config, train_tiny_specialists
 
 
@@ -38,15 +38,22 @@ def test_train_load_propose_and_round_trip(db_session, home: Path, tmp_path: Pat
     assert text[proposal.token_starts[0]:proposal.token_ends[0]].lower() == "natalia"
     assert [m.text for m in proposal.mentions] == ["48", "half"]
 
+    def after(positions, previous=("problem", 0, "literal")):  # positions ≥ 1 read the one before
+        return [positions[0]] + [p.given(previous) if isinstance(p, Chained) else p for p in positions[1:]]
+
     top, specialists.operand_top = specialists.operand_top, None  # the full distributions
     (first, second) = specialists.operands(text, [OperandRequest(0, "DIV"), OperandRequest(1, "ADD")])
     assert len(first) == MAX_OPERANDS
     assert ("step", 0) not in first[0] and ("step", 0) in second[0]  # slot 0 has no earlier step
     assert ("problem", 1, "reciprocal") in first[0] and ("end",) in first[0]
     assert sum(first[0].values()) == pytest.approx(1.0, abs=1e-5)
+    # C3 is chained: the second operand's distribution depends on the first one chosen.
+    assert all(isinstance(p, Chained) for p in first[1:])
+    assert sum(first[1].given(("problem", 0, "literal")).values()) == pytest.approx(1.0, abs=1e-5)
+    assert first[1].given(("problem", 0, "literal")) != first[1].given(("problem", 1, "reciprocal"))
     specialists.operand_top = top  # the default: each position's 8 most probable candidates
     (truncated,) = specialists.operands(text, [OperandRequest(0, "DIV")])
-    for full, kept in zip(first, truncated):
+    for full, kept in zip(after(first), after(truncated)):
         best = dict(sorted(full.items(), key=lambda item: -item[1])[:top])
         assert len(kept) <= 8 and set(kept) == set(best)
         assert kept == pytest.approx(best, abs=1e-6)
@@ -71,7 +78,8 @@ def test_train_load_propose_and_round_trip(db_session, home: Path, tmp_path: Pat
     (same,) = again.propose([text])
     np.testing.assert_array_equal(same.op_probs, proposal.op_probs)
     np.testing.assert_array_equal(same.relevance, proposal.relevance)
-    assert again.operands(text, [OperandRequest(0, "DIV"), OperandRequest(1, "ADD")]) == [first, second]
+    assert [after(p) for p in again.operands(text, [OperandRequest(0, "DIV"), OperandRequest(1, "ADD")])] == [
+        after(first), after(second)]
 
 
 def test_retrain_same_snapshot_and_config_is_a_no_op(db_session, home: Path, tmp_path: Path) -> None:

@@ -7,8 +7,12 @@ Labels: C3 ``{"steps": [{"step", "op", "operands": [...]}, …]}``, teacher-forc
 and on the gold earlier steps (the prefix, :mod:`training.prefix`): the queries attend to the
 tokens marked with how often each mention was already read and to one vector per earlier
 step; mention keys carry the same read count and step keys the earlier step's vector.
-Each of the ``MAX_OPERANDS`` positions is predicted independently (the contract's one
-distribution per position); positions after the first END are ignored in the loss.
+Position p ≥ 1 also reads the candidate at position p − 1 (``chained`` heads): a bilinear term
+``(W key_prev) · key / √d`` is added to its logits, teacher-forced on the gold previous operand in
+training and on the search's own choice at inference (:class:`~app.inference.proposals.Chained`),
+so one step's operands are paired ("three toys at $10 each, two packs at $5": 3 with 10) instead
+of being a product of per-position marginals. Heads saved before this (no ``chained`` map) keep
+the independent positions. Positions after the first END are ignored in the loss.
 Mention keys are the frozen token states pooled over the mention's TOKENS (offset mapping).
 """
 
@@ -22,7 +26,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from app.inference.proposals import MAX_OPERANDS, MAX_STEPS, READINGS, Candidate, MentionView
+from app.inference.proposals import MAX_OPERANDS, MAX_STEPS, READINGS, Candidate, Chained, MentionView
 from training.examples import (
     IGNORE, C3Example, c3_examples, constant_vocabulary, mention_features, mention_token_matrix, op_vocabulary,
 )
@@ -39,7 +43,7 @@ class ExtractorHead(nn.Module):
     """(B, T, H) states + mentions + (slot, op, prefix) → (B, MAX_OPERANDS, C) candidate logits
     (invalid = MASKED)."""
 
-    def __init__(self, cfg: HeadConfig, n_ops: int, n_constants: int):
+    def __init__(self, cfg: HeadConfig, n_ops: int, n_constants: int, chained: bool = True):
         super().__init__()
         d = cfg.width
         self.n_constants = n_constants
@@ -61,14 +65,34 @@ class ExtractorHead(nn.Module):
         self.constant_emb = nn.Embedding(max(n_constants, 1), d)
         self.end_emb = nn.Parameter(torch.randn(d) * 0.1)
         self.scale = d ** -0.5
+        self.pair = nn.Linear(d, d, bias=False) if chained else None  # position p reads the candidate at p − 1
+        if self.pair is not None:
+            nn.init.zeros_(self.pair.weight)  # starts as independent positions
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, mention_mask: torch.Tensor,
                 slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor, prefix: dict[str, torch.Tensor],
-                mention_feats: torch.Tensor) -> torch.Tensor:
+                mention_feats: torch.Tensor, previous: torch.Tensor | None = None) -> torch.Tensor:
         """``states`` (U, T, H), ``mask`` (U, T), ``mentions`` (U, M, T), ``mention_mask`` (U, M),
         ``mention_feats`` (U, M, 3) of U distinct problems; ``rows`` (B,) maps each request to its
         problem; ``slot``, ``op`` (B,); ``prefix`` the requests' :func:`~training.prefix.prefix_tensors`
-        over the M mentions."""
+        over the M mentions; ``previous`` (B, P) the column chosen at position p − 1 (< 0: none,
+        and always none at p = 0) → (B, P, C) logits."""
+        logits, keys, valid = self.scores(states, mask, mentions, mention_mask, slot, op, rows, prefix, mention_feats)
+        if previous is not None and self.pair is not None:
+            chosen = keys[torch.arange(len(keys))[:, None], previous.clamp(min=0)]  # (B, P, d)
+            pair = self.pair(chosen) @ keys.transpose(1, 2) * self.scale  # (B, P, C)
+            logits = logits + pair * (previous >= 0)[..., None]
+        return logits.masked_fill(~valid[:, None, :], MASKED)
+
+    def pair_scores(self, keys: torch.Tensor) -> torch.Tensor:
+        """(B, C, d) candidate keys → (B, C, C): the term added to a position's logit of column j
+        when column i was chosen at the position before."""
+        return self.pair(keys) @ keys.transpose(1, 2) * self.scale
+
+    def scores(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, mention_mask: torch.Tensor,
+               slot: torch.Tensor, op: torch.Tensor, rows: torch.Tensor, prefix: dict[str, torch.Tensor],
+               mention_feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(B, P, C) logits before the pair term and masking, (B, C, d) candidate keys, (B, C) valid."""
         b = slot.shape[0]
         memory = self.project(states)  # (U, T, d): once per problem, shared by its requests
         pooled_u = self.mention_key(mentions @ memory) + self.features(mention_feats)  # (U, M, d)
@@ -91,7 +115,7 @@ class ExtractorHead(nn.Module):
             j[None, :] < slot[:, None],
             torch.ones(b, self.n_constants + 1, dtype=torch.bool),
         ], dim=1)  # (B, C)
-        return logits.masked_fill(~valid[:, None, :], MASKED)
+        return logits, keys, valid
 
 
 def mention_tensors(starts_ends: Sequence[tuple[np.ndarray, np.ndarray]], mentions: Sequence[Sequence[MentionView]],
@@ -142,16 +166,17 @@ def candidate_of(column: int, n_mentions: int, constants: Sequence[str]) -> Cand
 class C3Task(Task):
     name = "C3"
     primary = "accuracy"
+    code_version = "chained"
 
     def label_maps(self, train: Corpus) -> dict[str, Any]:
-        return {"ops": op_vocabulary(train.records), "constants": constant_vocabulary(train.records)}
+        return {"ops": op_vocabulary(train.records), "constants": constant_vocabulary(train.records), "chained": True}
 
     def examples(self, corpus: Corpus, maps) -> list[C3Example]:
         examples = c3_examples(corpus.records, corpus.mentions, maps["ops"], maps["constants"])
         return [e for e in examples if len(corpus.mentions[e.index]) <= MAX_MENTIONS]
 
     def build_head(self, cfg: HeadConfig, maps) -> nn.Module:
-        return ExtractorHead(cfg, len(maps["ops"]), len(maps["constants"]))
+        return ExtractorHead(cfg, len(maps["ops"]), len(maps["constants"]), chained=bool(maps.get("chained")))
 
     def collate(self, corpus: Corpus, examples: Sequence[C3Example], maps) -> dict[str, torch.Tensor]:
         problems = sorted({e.index for e in examples})
@@ -169,8 +194,12 @@ class C3Task(Task):
                 "prefix": prefix_tensors(prefixes, m), "mention_feats": mention_feature_tensor(ments, m)}
 
     def _logits(self, head, batch) -> torch.Tensor:
+        """Teacher-forced: position p reads the gold operand at p − 1."""
+        targets = batch["targets"]
+        previous = torch.cat([torch.full_like(targets[:, :1], -1), targets[:, :-1]], dim=1)
+        previous = torch.where(previous == IGNORE, torch.full_like(previous, -1), previous)
         return head(batch["states"], batch["mask"], batch["mentions"], batch["mention_mask"], batch["slot"],
-                    batch["op"], batch["rows"], batch["prefix"], batch["mention_feats"])
+                    batch["op"], batch["rows"], batch["prefix"], batch["mention_feats"], previous)
 
     def codes(self, examples, corpus, maps) -> dict[str, np.ndarray]:
         v = len(maps["constants"])
@@ -209,24 +238,57 @@ class C3Task(Task):
 def operand_distributions(head: ExtractorHead, states: torch.Tensor, mask: torch.Tensor,
                           starts: np.ndarray, ends: np.ndarray, mentions: Sequence[MentionView],
                           requests: Sequence[tuple[int, int, PrefixArrays]], constants: Sequence[str],
-                          temperature: float, top: int | None = None) -> list[list[dict[Candidate, float]]]:
+                          temperature: float, top: int | None = None) -> list[list[dict[Candidate, float] | Chained]]:
     """For one problem ((1, T, H) states) and requests ``[(slot, op index, prefix), …]``: per
     request, one calibrated candidate distribution per operand position (masked candidates
     omitted; with ``top``, only the ``top`` most probable candidates of each position — the
-    search θ-collapses to at most ``top_k`` of them, so the rest is never read)."""
+    search θ-collapses to at most ``top_k`` of them, so the rest is never read). A chained head's
+    positions ≥ 1 are :class:`~app.inference.proposals.Chained`: the distribution after each
+    previous candidate, computed when the search first asks for it."""
     n = len(requests)
     if n == 0:
         return []
     ment, ment_mask = mention_tensors([(starts, ends)], [mentions], states.shape[1])
-    logits = head(states, mask, ment, ment_mask, torch.tensor([r[0] for r in requests]),
-                  torch.tensor([r[1] for r in requests]), torch.zeros(n, dtype=torch.long),
-                  prefix_tensors([r[2] for r in requests], ment.shape[1]), mention_feature_tensor([mentions], ment.shape[1]))
-    probs = torch.softmax(logits / temperature, dim=-1).numpy()  # (n, P, C)
-    probs = np.where((logits > MASKED / 2).numpy(), probs, -1.0)  # masked columns never kept
-    width = min(top, probs.shape[-1]) if top else probs.shape[-1]
-    best = np.argsort(-probs, axis=-1)[..., :width]  # (n, P, width) columns, most probable first
-    best_p = np.take_along_axis(probs, best, axis=-1).tolist()
-    candidates = [candidate_of(c, len(mentions), constants) for c in range(probs.shape[-1])]
-    return [[{candidates[c]: p for c, p in zip(columns, ps) if p >= 0.0}
-             for columns, ps in zip(request_columns, request_ps)]
-            for request_columns, request_ps in zip(best.tolist(), best_p)]
+    logits, keys, valid = head.scores(
+        states, mask, ment, ment_mask, torch.tensor([r[0] for r in requests]), torch.tensor([r[1] for r in requests]),
+        torch.zeros(n, dtype=torch.long), prefix_tensors([r[2] for r in requests], ment.shape[1]),
+        mention_feature_tensor([mentions], ment.shape[1]))
+    candidates = [candidate_of(c, len(mentions), constants) for c in range(logits.shape[-1])]
+    scaled = (logits / temperature).numpy().astype(np.float64)  # (n, P, C)
+    allowed = valid.numpy()  # (n, C)
+    width = min(top, len(candidates)) if top else len(candidates)
+    if head.pair is None:
+        return [[_top_distribution(row, allowed[r], candidates, width) for row in scaled[r]] for r in range(n)]
+    pair = (head.pair_scores(keys) / temperature).numpy().astype(np.float64)  # (n, C, C)
+    column = {candidate: c for c, candidate in enumerate(candidates)}
+    out = []
+    for r in range(n):
+        positions: list[dict[Candidate, float] | Chained] = [_top_distribution(scaled[r, 0], allowed[r], candidates, width)]
+        for p in range(1, scaled.shape[1]):
+            positions.append(Chained(_after(scaled[r, p], pair[r], allowed[r], candidates, column, width)))
+        out.append(positions)
+    return out
+
+
+def _top_distribution(logits: np.ndarray, allowed: np.ndarray, candidates: Sequence[Candidate],
+                      width: int) -> dict[Candidate, float]:
+    """(C,) logits → the ``width`` most probable allowed candidates with their softmax probability."""
+    z = np.where(allowed, logits, -np.inf)
+    z = np.exp(z - z.max())
+    probs = z / z.sum()
+    best = np.argsort(-probs)[:width]
+    return {candidates[c]: float(probs[c]) for c in best if allowed[c]}
+
+
+def _after(logits: np.ndarray, pair: np.ndarray, allowed: np.ndarray, candidates: Sequence[Candidate],
+           column: dict[Candidate, int], width: int):
+    """``previous → distribution`` of one chained position ((C,) logits, (C, C) pair term), memoised."""
+    memo: dict[Candidate, dict[Candidate, float]] = {}
+
+    def given(previous: Candidate) -> dict[Candidate, float]:
+        if previous not in memo:
+            c = column.get(tuple(previous))
+            memo[previous] = _top_distribution(logits if c is None else logits + pair[c], allowed, candidates, width)
+        return memo[previous]
+
+    return given

@@ -136,7 +136,7 @@ def training_config(specialist: str, config: TrainConfig, backbone: Backbone) ->
     """The JSON that identifies a training (the snapshot aside): hashed into ``config_hash``."""
     return {
         "specialist": specialist,
-        "code_version": TASK_CODE_VERSION,
+        "code_version": TASK_CODE_VERSION + (f".{TASKS[specialist].code_version}" if TASKS[specialist].code_version else ""),
         "train": config.to_dict(),
         "backbone_fingerprint": backbone.fingerprint,
         "max_tokens": backbone.max_tokens,

@@ -68,6 +68,7 @@ class Task:
 
     name: str = ""
     primary: str = "macro_f1"  # dev metric for checkpoint selection (mean over heads)
+    code_version: str = ""  # bump when this task's head / examples change what a config trains
 
     def label_maps(self, train: Corpus) -> dict[str, Any]:
         """Vocabularies fixed on the train split (stored in the checkpoint)."""

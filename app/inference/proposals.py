@@ -21,13 +21,22 @@ Operand candidates of a step slot (C3 pointers), written as tuples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 
 Candidate = tuple  # ("problem", i, reading) | ("step", j) | ("constant", value) | ("end",)
+
+
+@dataclass(frozen=True)
+class Chained:
+    """An operand position ≥ 1 whose distribution depends on the candidate chosen at the position
+    before it (C3 pairs "three toys at $10" rather than mixing the marginals of two positions):
+    ``given(previous)`` is that distribution, ``candidate → probability``."""
+
+    given: Callable[[Candidate], dict[Candidate, float]]
 READINGS: tuple[str, ...] = ("literal", "reciprocal", "percent")
 
 ANSWER_TYPES: tuple[str, ...] = (
@@ -111,11 +120,12 @@ class Specialists(Protocol):
         """C1, C2, C4, C5, C6 for a batch of problem texts (one padded pass per specialist)."""
         ...
 
-    def operands(self, text: str, requests: Sequence[OperandRequest]) -> list[list[dict[Candidate, float]]]:
+    def operands(self, text: str, requests: Sequence[OperandRequest]) -> list[list[dict[Candidate, float] | Chained]]:
         """C3 for one problem and many (slot, op) requests in one padded pass.
 
         Returns, per request, one distribution per operand position (at most ``MAX_OPERANDS``),
-        each mapping candidates (see the module docstring) to probabilities.
+        each mapping candidates (see the module docstring) to probabilities — or, for a position
+        ≥ 1 that reads the operand before it, a :class:`Chained` one.
         """
         ...
 

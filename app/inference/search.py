@@ -54,7 +54,7 @@ from app.execution.limits import DEFAULT_LIMITS, Limits
 from app.execution.operations import evaluate_op, parse_literal
 from app.execution.program import Operand, Program, Step, rational_text
 from app.inference.proposals import (
-    ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, Candidate, OperandRequest, Prefix, PrefixStep, Proposal,
+    ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, Candidate, Chained, OperandRequest, Prefix, PrefixStep, Proposal,
 )
 
 __all__ = [
@@ -213,33 +213,42 @@ def _valid_literal(text: str) -> bool:
     return True
 
 
-def operand_lists(positions: Sequence[dict[Candidate, float]], slot: int, op: str, n_mentions: int,
+def operand_lists(positions: Sequence[dict[Candidate, float] | Chained], slot: int, op: str, n_mentions: int,
                   config: SearchConfig) -> list[tuple[tuple[Candidate, ...], tuple[float, ...], float]]:
     """Operand lists of one (slot, op) from C3's per-position distributions.
 
     Each position is θ-collapsed (invalid candidates — a later slot, a missing mention — removed
-    first); a list ends at ``("end",)`` or after :data:`MAX_OPERANDS` positions and must fit the
-    op's arity. Returns ``(operands, per-operand p, score)`` best first, at most
-    ``max_operand_lists``; the score includes the closing ``end``'s probability.
+    first); a :class:`~app.inference.proposals.Chained` position is read after the candidate the
+    list took at the position before. A list ends at ``("end",)`` or after :data:`MAX_OPERANDS`
+    positions and must fit the op's arity. Returns ``(operands, per-operand p, score)`` best
+    first, at most ``max_operand_lists``; the score includes the closing ``end``'s probability.
     """
     low, high = OP_ARITY[op]
-    kept: list[list[tuple[Candidate, float]]] = []
-    for distribution in positions[:MAX_OPERANDS]:
-        valid: list[tuple[Candidate, float]] = []  # the top_k valid candidates, best first
-        for candidate, p in sorted(distribution.items(), key=lambda item: -item[1]):
-            if _valid_candidate(tuple(candidate), slot, n_mentions):
-                valid.append((tuple(candidate), float(p)))
-                if len(valid) >= config.top_k:
-                    break
-        kept.append(collapse(valid, config.theta, config.top_k))
+    positions = positions[:MAX_OPERANDS]
+    kept_cache: dict[tuple[int, Candidate | None], list[tuple[Candidate, float]]] = {}
+
+    def kept(position: int, previous: Candidate | None) -> list[tuple[Candidate, float]]:
+        entry = positions[position]
+        key = (position, previous if isinstance(entry, Chained) else None)
+        if key not in kept_cache:
+            distribution = entry.given(previous) if isinstance(entry, Chained) else entry
+            valid: list[tuple[Candidate, float]] = []  # the top_k valid candidates, best first
+            for candidate, p in sorted(distribution.items(), key=lambda item: -item[1]):
+                if _valid_candidate(tuple(candidate), slot, n_mentions):
+                    valid.append((tuple(candidate), float(p)))
+                    if len(valid) >= config.top_k:
+                        break
+            kept_cache[key] = collapse(valid, config.theta, config.top_k)
+        return kept_cache[key]
+
     results: list[tuple[tuple[Candidate, ...], tuple[float, ...], float]] = []
 
     def extend(position: int, operands: tuple, ps: tuple, score: float) -> None:
-        if position == len(kept):
+        if position == len(positions):
             if low <= len(operands) and (high is None or len(operands) <= high):
                 results.append((operands, ps, score))
             return
-        for candidate, p in kept[position]:
+        for candidate, p in kept(position, operands[-1] if operands else None):
             if candidate[0] == "end":
                 if low <= len(operands) and (high is None or len(operands) <= high):
                     results.append((operands, ps, score * p))
@@ -271,8 +280,8 @@ def _dependency_factor(depends: np.ndarray, slot: int, used: frozenset[int], wei
     return factor ** weight
 
 
-OperandsFn = Callable[[Sequence[OperandRequest]], list[list[dict[Candidate, float]]]]
-"""C3: per request, one candidate distribution per operand position."""
+OperandsFn = Callable[[Sequence[OperandRequest]], list[list[dict[Candidate, float] | Chained]]]
+"""C3: per request, one candidate distribution per operand position (or a :class:`Chained` one)."""
 StopsFn = Callable[[Sequence[Prefix]], Sequence[float]]
 """Per partial program (≥ 1 step), P(the program ends after its last step)."""
 NextOpsFn = Callable[[Sequence[Prefix]], Sequence[dict[str, float]]]
