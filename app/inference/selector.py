@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.special import expit  # σ, without overflow for large |x|
 
 __all__ = ["FEATURES", "Selector", "RankingInputs", "group_features", "fit_selector", "save_selector",
            "load_selector", "selector_path", "versioned", "rank_accuracy"]
@@ -133,7 +134,7 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
     path_scores = sorted(m.score for g in groups for m in g.members)  # ascending, for bisect
     verified = [[float(m.verified) for m in g.members if getattr(m, "verified", None) is not None] for g in groups]
     top_verified = max((max(v) for v in verified if v), default=None)
-    votes = [float(np.sum(_sigmoid(np.asarray(v)))) if v else 0.0 for v in verified]  # Σ σ(logit) per group
+    votes = [float(np.sum(expit(np.asarray(v)))) if v else 0.0 for v in verified]  # Σ σ(logit) per group
     total_votes = sum(votes) or 1.0
     rows = []
     for rank, group in enumerate(groups):
@@ -219,13 +220,9 @@ def _reading_order(steps: Sequence[Any]) -> tuple[float, float]:
     return (float(np.mean(gaps)) if gaps else 0.0), backward / max(1, len(first_reads) - 1)
 
 
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    return 0.5 * (1.0 + np.tanh(0.5 * x))  # σ without overflow for large |x|
-
-
 def _weighted_mass(members: Sequence[Any]) -> float:
     """log Σ path score · σ(verifier logit) over a group's verified paths."""
-    mass = sum(m.score * float(_sigmoid(np.asarray(m.verified))) for m in members
+    mass = sum(m.score * float(expit(np.asarray(m.verified))) for m in members
                if getattr(m, "verified", None) is not None)
     return math.log(max(mass, 1e-30))
 
