@@ -223,3 +223,37 @@ def test_reading_order_features_prefer_neighbouring_numbers_read_in_order():
     assert list(x[:, col["pair_gap"]]) == [2.0, 1.0]  # |2 − 1| and |0 − 3| vs neighbours
     # first reads 2, 1, 0, 3: two of three moves go backwards; 0, 1, 2, 3: none
     assert list(x[:, col["read_inversions"]]) == pytest.approx([2 / 3, 0.0])
+
+
+def test_verifier_without_path_stats_ignores_the_searchs_scores(db_session, trained, home):
+    """Built with ``with_path_stats=False`` the verifier has no path-statistics input: changing a
+    path's search scores leaves its logit as it is (with them, the logit moves), and the switch
+    survives saving and loading."""
+    ids = list(db_session.scalars(select(Problem.id).where(Problem.split == Split.TRAIN).order_by(Problem.id)))[:8]
+    texts = [db_session.get(Problem, i).text for i in ids]
+    rows = [(text, s.ranking, [k == 0 for k in range(len(s.ranking.groups))])
+            for text, s in zip(texts, solve(texts, trained)) if s.ranking and s.ranking.groups]
+    c3 = trained.specialists["C3"]
+    ops, constants = c3.maps["ops"], c3.maps["constants"]
+    corpus, examples = verifier_corpus(rows, c3.backbone, ops, constants)
+    batch = collate(corpus, examples)
+    moved = {**batch, "stats": batch["stats"] + 3.0}
+    torch.manual_seed(0)
+    plain = VerifierHead(HeadConfig(hidden_size=c3.backbone.hidden_size), len(ops), with_path_stats=False).eval()
+    scored = VerifierHead(HeadConfig(hidden_size=c3.backbone.hidden_size), len(ops)).eval()
+    assert plain.stats is None
+    with torch.no_grad():
+        assert torch.equal(batch_logits(plain, batch), batch_logits(plain, moved))
+        assert not torch.allclose(batch_logits(scored, batch), batch_logits(scored, moved))
+    head, metrics = train_verifier(corpus, examples, corpus, examples, len(ops), c3.backbone.hidden_size,
+                                   epochs=1, with_path_stats=False)
+    assert metrics["path_stats"] is False and head.stats is None
+    directory = home / "verifier_without_stats"
+    save_verifier(directory, head, ops, constants, c3.backbone, metrics)
+    loaded = LoadedVerifier(directory)
+    assert loaded.head.stats is None
+    text, ranking, labels = rows[0]
+    paths, _ = candidate_programs(ranking.groups, labels)
+    with torch.no_grad():
+        expected = batch_logits(head, collate(corpus, examples[:1])).tolist()
+    assert loaded.logits(text, paths) == pytest.approx(expected, abs=1e-5)

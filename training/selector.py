@@ -146,6 +146,9 @@ def main() -> None:
                              "GSM8K dev it scored the same, 0.293 vs 0.298 top-1, and trained twice as long).")
     parser.add_argument("--verifier-lr", type=float, default=None,
                         help="Verifier learning rate (default 3e-4 warm-started, 1e-3 from scratch).")
+    parser.add_argument("--verifier-path-stats", choices=("on", "off"), default="on",
+                        help="on (default): the verifier also reads the search's scores of each path (log score, "
+                             "C2/C3/C6 log probabilities, length); off: only the program, its values and the text.")
     parser.add_argument("--reuse-verifier", action="store_true",
                         help="Keep the verifier already saved for these specialists (refit only the selector).")
     parser.add_argument("--theta", type=float, default=0.85)
@@ -215,7 +218,7 @@ def main() -> None:
             lr = args.verifier_lr or (3e-4 if stop is not None else 1e-3)
             head, verifier_meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
                                                  c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch,
-                                                 init=stop, lr=lr,
+                                                 init=stop, lr=lr, with_path_stats=args.verifier_path_stats == "on",
                                                  head_config=HeadConfig(**c6.config["head_config"]) if stop else None)
             verifier_meta["lr"] = lr
             verifier_meta = {**verifier_meta, "train_problems": len(train_examples),

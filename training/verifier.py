@@ -91,25 +91,29 @@ def value_features(values: Sequence[Any]) -> np.ndarray:
 class VerifierHead(nn.Module):
     """(problem, complete program, its step values) → (B, 1) logit that its answer is right."""
 
-    def __init__(self, cfg: HeadConfig, n_ops: int):
+    def __init__(self, cfg: HeadConfig, n_ops: int, with_path_stats: bool = True):
         super().__init__()
         d = cfg.width
         self.cfg = cfg
+        self.with_path_stats = with_path_stats  # False: judge the program, not the search's own scores of it
         self.score = PrefixClassifier(cfg, n_ops, 1)
         self.sign = nn.Embedding(VALUE_SIGNS, d)
         self.kind = nn.Embedding(VALUE_KINDS, d)
         self.magnitude = nn.Embedding(MAGNITUDES, d)
         self.answer = nn.Linear(d, d)
-        self.stats = nn.Sequential(nn.Linear(PATH_STATS, d), nn.GELU(), nn.Linear(d, d))
+        self.stats = nn.Sequential(nn.Linear(PATH_STATS, d), nn.GELU(), nn.Linear(d, d)) if with_path_stats else None
 
     def forward(self, states: torch.Tensor, mask: torch.Tensor, mentions: torch.Tensor, rows: torch.Tensor,
                 prefix: dict[str, torch.Tensor], mention_feats: torch.Tensor, mention_mask: torch.Tensor,
                 values: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
         """:class:`~training.prefix.PrefixClassifier` inputs plus ``values`` (B, K, 3) of
-        :func:`value_features` and ``stats`` (B, 5) of :func:`path_stats`."""
+        :func:`value_features` and ``stats`` (B, 5) of :func:`path_stats` (ignored when built
+        without ``with_path_stats``)."""
         slots = self.sign(values[..., 0]) + self.kind(values[..., 1]) + self.magnitude(values[..., 2])  # (B, K, d)
         last = (prefix["n_prefix"] - 1).clamp(min=0)
-        answer = self.answer(slots[torch.arange(len(slots)), last]) + self.stats(stats)  # (B, d)
+        answer = self.answer(slots[torch.arange(len(slots)), last])  # (B, d)
+        if self.stats is not None:
+            answer = answer + self.stats(stats)
         return self.score(states, mask, mentions, rows, prefix, mention_feats, mention_mask,
                           slot_extra=slots, query_extra=answer)
 
@@ -230,7 +234,7 @@ def warm_start(head: VerifierHead, stop: PrefixClassifier) -> int:
     own["out.bias"] = (bias[1] - bias[0])[None].detach().clone()
     head.score.load_state_dict(own)
     with torch.no_grad():
-        for module in (head.sign, head.kind, head.magnitude, head.answer, head.stats[-1]):
+        for module in (head.sign, head.kind, head.magnitude, head.answer) + ((head.stats[-1],) if head.stats else ()):
             for p in module.parameters():
                 p.zero_()
     return len(shared) + 2
@@ -240,17 +244,20 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
                    dev: Sequence[VerifierExample], n_ops: int, hidden_size: int, epochs: int = 6,
                    batch_problems: int = 16, lr: float = 1e-3, patience: int = 2, seed: int = 0,
                    on_epoch: Callable[[int, float, float], None] | None = None,
-                   init: PrefixClassifier | None = None,
-                   head_config: HeadConfig | None = None) -> tuple[VerifierHead, dict[str, Any]]:
+                   init: PrefixClassifier | None = None, head_config: HeadConfig | None = None,
+                   with_path_stats: bool = True) -> tuple[VerifierHead, dict[str, Any]]:
     """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1;
-    ``init`` (C6's stop head, built with ``head_config``) warm-starts it (:func:`warm_start`).
+    ``init`` (C6's stop head, built with ``head_config``) warm-starts it (:func:`warm_start`);
+    ``with_path_stats=False`` leaves the search's own scores of a path out of its inputs (on TRAIN
+    problems the specialists are more confident than on unseen ones, so a verifier fitted there
+    can learn to trust those scores more than they deserve on DEV and TEST).
 
     Returns the head (eval mode) and metrics: dev top-1 of the verifier alone, the number of dev
     problems it was measured on, whether it was warm-started, and the per-epoch history.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    head = VerifierHead(head_config or HeadConfig(hidden_size=hidden_size), n_ops)
+    head = VerifierHead(head_config or HeadConfig(hidden_size=hidden_size), n_ops, with_path_stats)
     warm = warm_start(head, init) if init is not None else 0
     optimizer = torch.optim.AdamW(head.parameters(), lr=lr, weight_decay=1e-4)
     pos_weight = torch.tensor(positive_weight(np.array([label for e in train for label in e.labels])))
@@ -284,7 +291,7 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
     head.eval()
     usable = [e for e in dev if 0 < sum(e.labels) < len(e.labels)]
     return head, {"dev_top1": round(best, 4), "dev_problems": len(usable), "history": history,
-                  "warm_start": "C6 stop head" if warm else None,
+                  "warm_start": "C6 stop head" if warm else None, "path_stats": with_path_stats,
                   "note": "dev problems with a right and a wrong candidate; top-1 among the sampled candidates"}
 
 
@@ -293,7 +300,7 @@ def save_verifier(directory: Path, head: VerifierHead, ops: Sequence[str], const
     """Write the artifact; returns its sha256."""
     directory.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().contiguous() for k, v in head.state_dict().items()}, str(directory / WEIGHTS))
-    config = {"head_config": head.cfg.to_dict(), "ops": list(ops),
+    config = {"head_config": head.cfg.to_dict(), "path_stats": head.with_path_stats, "ops": list(ops),
               "constants": list(constants), "metrics": metrics,
               "backbone": {"path": str(backbone.directory), "fingerprint": backbone.fingerprint,
                            "max_tokens": backbone.max_tokens, "layers": list(backbone.layers)}}
@@ -308,7 +315,7 @@ class LoadedVerifier:
         config = json.loads((directory / CONFIG).read_text())
         self.sha256 = artifact_sha256(directory)
         self.ops, self.constants = list(config["ops"]), list(config["constants"])
-        self.head = VerifierHead(HeadConfig(**config["head_config"]), len(self.ops))
+        self.head = VerifierHead(HeadConfig(**config["head_config"]), len(self.ops), config.get("path_stats", True))
         self.head.load_state_dict(load_file(str(directory / WEIGHTS)))
         self.head.eval()
         info = config["backbone"]
