@@ -257,3 +257,45 @@ def test_verifier_without_path_stats_ignores_the_searchs_scores(db_session, trai
     with torch.no_grad():
         expected = batch_logits(head, collate(corpus, examples[:1])).tolist()
     assert loaded.logits(text, paths) == pytest.approx(expected, abs=1e-5)
+
+
+def test_cross_fitted_verifier_scores_each_dev_problem_with_a_fold_that_did_not_see_it(db_session, trained, home):
+    """``--verifier-data train+dev``: one verifier per DEV fold scores that fold (so the selector
+    is fitted on held-out logits), the saved one learns from TRAIN and all of DEV, and a rerun
+    with ``--reuse-verifier`` reproduces every DEV logit without training."""
+    import argparse
+
+    import training.selector as fitting
+    from app.inference.search import SearchConfig
+    from training.verifier import CONFIG as VERIFIER_CONFIG
+
+    ids = list(db_session.scalars(select(Problem.id).where(Problem.split == Split.TRAIN).order_by(Problem.id)))[:16]
+    rows = fitting.collect(db_session, trained, ids, SearchConfig())
+    rows = [r for r in rows if r[1].groups]
+    split = {"train": rows[:8], "dev": rows[8:]}
+    assert len(split["dev"]) >= 4
+    args = argparse.Namespace(verifier_data="train+dev", verifier_folds=2, reuse_verifier=False, epochs=2,
+                              verifier_init="none", verifier_lr=None, verifier_path_stats="on")
+    directory = home / "selector_dir"
+    sha, meta = fitting.verify_dev(trained, split, directory, args)
+    folds = fitting.dev_folds(len(split["dev"]), 2)
+    assert sorted(i for f in folds for i in f) == list(range(len(split["dev"])))
+    assert {p.name for p in directory.iterdir()} == {"verifier", "verifier_fold0of2", "verifier_fold1of2"}
+    assert meta["data"] == "train+dev (cross-fitted)" and len(meta["fold_dev_top1"]) == 2
+    assert meta["train_problems"] == len(rows)  # the saved verifier learned from TRAIN and all of DEV
+    logits = [m.verified for _, r, _ in split["dev"] for g in r.groups for m in g.members]
+    assert all(v is not None for v in logits)
+    # Each fold's logits are its own verifier's, not the saved one's.
+    held = [split["dev"][i] for i in folds[0]]
+    fold0 = LoadedVerifier(directory / "verifier_fold0of2")
+    text, ranking, _ = held[0]
+    members = [m for g in ranking.groups for m in g.members]
+    assert [m.verified for m in members] == pytest.approx(fold0.logits(text, [m.path for m in members]), abs=1e-5)
+    saved = (directory / "verifier" / VERIFIER_CONFIG).read_bytes()
+    for _, r, _ in split["dev"]:
+        for g in r.groups:
+            for m in g.members:
+                m.verified = None
+    again_sha, _ = fitting.verify_dev(trained, split, directory, argparse.Namespace(**{**vars(args), "reuse_verifier": True}))
+    assert again_sha == sha and (directory / "verifier" / VERIFIER_CONFIG).read_bytes() == saved
+    assert [m.verified for _, r, _ in split["dev"] for g in r.groups for m in g.members] == pytest.approx(logits, abs=1e-6)

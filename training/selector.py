@@ -103,6 +103,93 @@ def score_with_verifier(rows, verifier) -> None:
             member.verified = float(logit)
 
 
+def fit_verifier(specialists, train_rows, dev_rows, args, epochs: int | None = None):
+    """Train the program verifier on ``train_rows``' candidates with early stopping on
+    ``dev_rows``' (none: ``epochs`` fixed epochs). Returns (head, metrics)."""
+    from training.heads import HeadConfig
+    from training.registry import cache_dir
+    from training.verifier import train_verifier, verifier_corpus
+
+    c3 = specialists.specialists["C3"]
+    ops, constants = c3.maps["ops"], c3.maps["constants"]
+    train_corpus, train_examples = verifier_corpus(train_rows, c3.backbone, ops, constants, cache_dir())
+    dev_corpus, dev_examples = verifier_corpus(dev_rows, c3.backbone, ops, constants, cache_dir())
+
+    def on_epoch(epoch: int, loss: float, score: float | None) -> None:
+        shown = "—" if score is None else f"{score:.4f}"
+        print(f"  verifier epoch {epoch}: loss {loss:.4f} dev top-1 {shown}", file=sys.stderr, flush=True)
+
+    began = time.perf_counter()
+    c6 = specialists.specialists["C6"]
+    stop = getattr(c6.head, "stop", None) if args.verifier_init == "stop" else None
+    if stop is not None and list(c6.maps["ops"]) != list(ops):  # op embeddings must mean the same ops
+        stop = None
+    lr = args.verifier_lr or (3e-4 if stop is not None else 1e-3)
+    head, meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
+                                c3.backbone.hidden_size, epochs=epochs or args.epochs, on_epoch=on_epoch,
+                                init=stop, lr=lr, with_path_stats=args.verifier_path_stats == "on",
+                                head_config=HeadConfig(**c6.config["head_config"]) if stop else None)
+    return head, {**meta, "lr": lr, "train_problems": len(train_examples),
+                  "seconds": round(time.perf_counter() - began, 1)}
+
+
+def dev_folds(n: int, folds: int, seed: int = 0) -> list[list[int]]:
+    """Indices of DEV problems per cross-fitting fold (a fixed permutation, so a rerun with
+    ``--reuse-verifier`` gives every problem the fold it was scored with before)."""
+    order = np.random.default_rng(seed).permutation(n)
+    return [sorted(order[k::folds].tolist()) for k in range(folds)]
+
+
+def verify_dev(specialists, rows, directory: Path, args) -> tuple[str, dict]:
+    """Train (or with ``--reuse-verifier`` load) the verifier and set every DEV candidate's
+    ``verified`` logit, which the selector is then fitted on. Returns (the sha256 of the verifier
+    inference will load, its metrics).
+
+    ``--verifier-data train``: trained on TRAIN candidates, early stopping on DEV. ``train+dev``
+    (cross-fitted): the specialists are more confident on the TRAIN problems they were fitted on,
+    so TRAIN candidates are not quite what DEV and TEST ones look like. For each of
+    ``--verifier-folds`` folds of DEV, a verifier learns from TRAIN plus the other folds (early
+    stopping on its own fold) and scores its fold, so every DEV logit the selector sees comes from
+    a verifier that never saw that problem; the verifier saved for inference learns from TRAIN
+    and all of DEV for the folds' median best epoch count. Test is never read."""
+    from training.verifier import CONFIG as VERIFIER_CONFIG
+    from training.verifier import VERIFIER_DIR, LoadedVerifier, save_verifier
+
+    c3 = specialists.specialists["C3"]
+    ops, constants = c3.maps["ops"], c3.maps["constants"]
+    final = directory / VERIFIER_DIR
+    if args.verifier_data == "train":
+        if not (args.reuse_verifier and (final / VERIFIER_CONFIG).is_file()):
+            head, meta = fit_verifier(specialists, rows["train"], rows["dev"], args)
+            save_verifier(final, head, ops, constants, c3.backbone, meta)
+        verifier = LoadedVerifier(final)
+        score_with_verifier(rows["dev"], verifier)
+        return verifier.sha256, json.loads((final / VERIFIER_CONFIG).read_text())["metrics"]
+    folds = dev_folds(len(rows["dev"]), args.verifier_folds)
+    fold_meta = []
+    for k, held in enumerate(folds):
+        fold_dir = directory / f"{VERIFIER_DIR}_fold{k}of{len(folds)}"
+        outside = [rows["dev"][i] for i in held]
+        if not (args.reuse_verifier and (fold_dir / VERIFIER_CONFIG).is_file()):
+            inside = [r for i, r in enumerate(rows["dev"]) if i not in set(held)]
+            head, meta = fit_verifier(specialists, rows["train"] + inside, outside, args)
+            save_verifier(fold_dir, head, ops, constants, c3.backbone, meta)
+        score_with_verifier(outside, LoadedVerifier(fold_dir))
+        fold_meta.append(json.loads((fold_dir / VERIFIER_CONFIG).read_text())["metrics"])
+    if not (args.reuse_verifier and (final / VERIFIER_CONFIG).is_file()):
+        best_epochs = [max((h for h in m["history"] if h["dev_top1"] is not None),
+                           key=lambda h: (h["dev_top1"], -h["epoch"]))["epoch"] for m in fold_meta]
+        head, meta = fit_verifier(specialists, rows["train"] + rows["dev"], [], args,
+                                  epochs=max(1, int(np.median(best_epochs))))
+        fold_top1 = [m["dev_top1"] for m in fold_meta]
+        meta.update({"data": "train+dev (cross-fitted)", "folds": len(folds), "fold_best_epochs": best_epochs,
+                     "fold_dev_top1": fold_top1, "dev_top1": round(float(np.mean(fold_top1)), 4),
+                     "dev_problems": sum(m["dev_problems"] for m in fold_meta),
+                     "note": "dev top-1 of each fold's verifier on its own held-out fold (also its early stopping)"})
+        save_verifier(final, head, ops, constants, c3.backbone, meta)
+    return LoadedVerifier(final).sha256, json.loads((final / VERIFIER_CONFIG).read_text())["metrics"]
+
+
 def feature_rows(rows) -> list[tuple[np.ndarray, list[bool]]]:
     """(G, F) features with their labels, per problem, under this code's :data:`FEATURES`."""
     from app.inference.selector import FEATURES
@@ -149,6 +236,11 @@ def main() -> None:
     parser.add_argument("--verifier-path-stats", choices=("on", "off"), default="on",
                         help="on (default): the verifier also reads the search's scores of each path (log score, "
                              "C2/C3/C6 log probabilities, length); off: only the program, its values and the text.")
+    parser.add_argument("--verifier-data", choices=("train", "train+dev"), default="train",
+                        help="train (default): the verifier learns from TRAIN candidates; train+dev: cross-fitted "
+                             "over DEV folds (each DEV problem scored by a verifier that did not see it), and the "
+                             "saved verifier learns from TRAIN and DEV.")
+    parser.add_argument("--verifier-folds", type=int, default=2, help="DEV folds for --verifier-data train+dev.")
     parser.add_argument("--reuse-verifier", action="store_true",
                         help="Keep the verifier already saved for these specialists (refit only the selector).")
     parser.add_argument("--theta", type=float, default=0.85)
@@ -193,40 +285,7 @@ def main() -> None:
     verifier_meta: dict = {}
     verifier_sha = ""
     if use_verifier:
-        from training.heads import HeadConfig
-        from training.registry import cache_dir
-        from training.verifier import CONFIG as VERIFIER_CONFIG
-        from training.verifier import VERIFIER_DIR, LoadedVerifier, save_verifier, train_verifier, verifier_corpus
-
-        directory = selector_path(home, version).parent / VERIFIER_DIR
-        if args.reuse_verifier and (directory / VERIFIER_CONFIG).is_file():
-            verifier_meta = json.loads((directory / VERIFIER_CONFIG).read_text())["metrics"]
-        else:
-            c3 = specialists.specialists["C3"]
-            ops, constants = c3.maps["ops"], c3.maps["constants"]
-            train_corpus, train_examples = verifier_corpus(rows["train"], c3.backbone, ops, constants, cache_dir())
-            dev_corpus, dev_examples = verifier_corpus(rows["dev"], c3.backbone, ops, constants, cache_dir())
-
-            def on_epoch(epoch: int, loss: float, score: float) -> None:
-                print(f"  verifier epoch {epoch}: loss {loss:.4f} dev top-1 {score:.4f}", file=sys.stderr, flush=True)
-
-            began = time.perf_counter()
-            c6 = specialists.specialists["C6"]
-            stop = getattr(c6.head, "stop", None) if args.verifier_init == "stop" else None
-            if stop is not None and list(c6.maps["ops"]) != list(ops):  # op embeddings must mean the same ops
-                stop = None
-            lr = args.verifier_lr or (3e-4 if stop is not None else 1e-3)
-            head, verifier_meta = train_verifier(train_corpus, train_examples, dev_corpus, dev_examples, len(ops),
-                                                 c3.backbone.hidden_size, epochs=args.epochs, on_epoch=on_epoch,
-                                                 init=stop, lr=lr, with_path_stats=args.verifier_path_stats == "on",
-                                                 head_config=HeadConfig(**c6.config["head_config"]) if stop else None)
-            verifier_meta["lr"] = lr
-            verifier_meta = {**verifier_meta, "train_problems": len(train_examples),
-                             "seconds": round(time.perf_counter() - began, 1)}
-            save_verifier(directory, head, ops, constants, c3.backbone, verifier_meta)
-        verifier = LoadedVerifier(directory)
-        verifier_sha = verifier.sha256
-        score_with_verifier(rows["dev"], verifier)
+        verifier_sha, verifier_meta = verify_dev(specialists, rows, selector_path(home, version).parent, args)
     dev = feature_rows(rows["dev"])
     train = feature_rows(rows["train"]) if args.fit_on == "train" else []
     if args.fit_on == "train":

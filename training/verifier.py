@@ -246,7 +246,8 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
                    on_epoch: Callable[[int, float, float], None] | None = None,
                    init: PrefixClassifier | None = None, head_config: HeadConfig | None = None,
                    with_path_stats: bool = True) -> tuple[VerifierHead, dict[str, Any]]:
-    """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1;
+    """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1
+    (with no ``dev`` examples: train ``epochs`` epochs and keep the last);
     ``init`` (C6's stop head, built with ``head_config``) warm-starts it (:func:`warm_start`);
     ``with_path_stats=False`` leaves the search's own scores of a path out of its inputs (on TRAIN
     problems the specialists are more confident than on unseen ones, so a verifier fitted there
@@ -277,11 +278,13 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
             loss.backward()
             optimizer.step()
             losses.append(loss.item())
-        score = top1_accuracy(head, dev_corpus, dev)
+        score = top1_accuracy(head, dev_corpus, dev) if dev else None
         history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "dev_top1": score})
         if on_epoch is not None:
             on_epoch(epoch + 1, float(np.mean(losses)), score)
-        if score > best:
+        if score is None:  # no dev examples: a fixed number of epochs
+            best, best_state = -1.0, head.state_dict()
+        elif score > best:
             best, best_state, stale = score, copy.deepcopy(head.state_dict()), 0
         else:
             stale += 1
@@ -290,7 +293,7 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
     head.load_state_dict(best_state)
     head.eval()
     usable = [e for e in dev if 0 < sum(e.labels) < len(e.labels)]
-    return head, {"dev_top1": round(best, 4), "dev_problems": len(usable), "history": history,
+    return head, {"dev_top1": round(best, 4) if dev else None, "dev_problems": len(usable), "history": history,
                   "warm_start": "C6 stop head" if warm else None, "path_stats": with_path_stats,
                   "note": "dev problems with a right and a wrong candidate; top-1 among the sampled candidates"}
 
