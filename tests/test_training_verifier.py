@@ -18,7 +18,7 @@ from app.inference.store import with_selector
 from training.checkpoint import WEIGHTS, artifact_sha256
 from training.verifier import (
     VERIFIER_DIR, LoadedVerifier, batch_logits, candidate_programs, collate, listwise_loss, path_stats,
-    VerifierHead, save_verifier, train_verifier, value_features, verifier_corpus, warm_start,
+    VerifierHead, save_verifier, step_value_keys, train_verifier, value_features, verifier_corpus, warm_start,
 )
 from training.heads import HeadConfig
 from training.prefix import batch_prefix_logits
@@ -38,6 +38,27 @@ def test_candidate_programs_put_right_groups_first_and_cap_the_rest():
     assert len(paths) == 16 and labels[:2] == [1, 1] and sum(labels) == 2
     assert paths[0] is groups[3].members[0].path
     assert paths[2] is groups[0].members[0].path  # then the wrong ones, vote order
+
+
+
+def test_reference_positives_skip_right_answers_reached_by_accident():
+    """With the reference program's step results, a right group contributes the path that
+    computes them (in any order), not its best path; a group right only by accident is left out."""
+    def executed(values: tuple) -> Executed:
+        step = PlannedStep("ADD", 0.9, (("problem", 0, "literal"), ("problem", 1, "literal")), (0.8, 0.7))
+        path = Path(len(values), 0.5, (step,) * len(values), 0.1, tuple(Fraction(v) for v in values))
+        return Executed(path, Fraction(values[-1]), str(values[-1]), 0.1)
+
+    accidental, reasoned = executed((9, 10)), executed((Fraction(1, 2), 10))
+    right = AnswerGroup("10", Fraction(10), 0.2, [accidental, reasoned])
+    lucky = AnswerGroup("10", Fraction(10), 0.1, [executed((5, 10))])
+    wrong = AnswerGroup("7", Fraction(7), 0.3, [executed((3, 7))])
+    reference = step_value_keys(["10", "0.5"])  # 0.5 and 1/2 are one value; order does not matter
+    assert reference == step_value_keys([Fraction(1, 2), Fraction(10)])
+    paths, labels = candidate_programs([wrong, right, lucky], [False, True, True], reference=reference)
+    assert paths == [reasoned.path, wrong.members[0].path] and labels == [1, 0]
+    paths, labels = candidate_programs([wrong, right, lucky], [False, True, True])  # the answer rule
+    assert paths == [accidental.path, lucky.members[0].path, wrong.members[0].path] and labels == [1, 1, 0]
 
 
 def test_value_features_mark_sign_kind_and_magnitude_per_step():

@@ -103,16 +103,30 @@ def score_with_verifier(rows, verifier) -> None:
             member.verified = float(logit)
 
 
-def fit_verifier(specialists, train_rows, dev_rows, args, epochs: int | None = None):
+def reference_results(session, texts) -> dict:
+    """Problem text → the multiset of its reference program's step results (training data: which
+    candidates compute what the reference computes, :func:`training.verifier.candidate_programs`)."""
+    from app.db.models import Problem, Program, ProgramSource
+    from training.verifier import step_value_keys
+
+    wanted = set(texts)
+    rows = session.query(Problem.text, Program.steps).join(Program, Program.problem_id == Problem.id).filter(
+        Program.source == ProgramSource.REFERENCE, Problem.text.in_(wanted))
+    return {text: step_value_keys([s["result"] for s in steps.get("steps", []) if s.get("result") is not None])
+            for text, steps in rows}
+
+
+def fit_verifier(specialists, train_rows, dev_rows, args, epochs: int | None = None, references=None):
     """Train the program verifier on ``train_rows``' candidates with early stopping on
-    ``dev_rows``' (none: ``epochs`` fixed epochs). Returns (head, metrics)."""
+    ``dev_rows``' (none: ``epochs`` fixed epochs); ``references`` (:func:`reference_results`)
+    picks the training positives by the reference rule. Returns (head, metrics)."""
     from training.heads import HeadConfig
     from training.registry import cache_dir
     from training.verifier import train_verifier, verifier_corpus
 
     c3 = specialists.specialists["C3"]
     ops, constants = c3.maps["ops"], c3.maps["constants"]
-    train_corpus, train_examples = verifier_corpus(train_rows, c3.backbone, ops, constants, cache_dir())
+    train_corpus, train_examples = verifier_corpus(train_rows, c3.backbone, ops, constants, cache_dir(), references)
     dev_corpus, dev_examples = verifier_corpus(dev_rows, c3.backbone, ops, constants, cache_dir())
 
     def on_epoch(epoch: int, loss: float, score: float | None) -> None:
@@ -130,6 +144,7 @@ def fit_verifier(specialists, train_rows, dev_rows, args, epochs: int | None = N
                                 init=stop, lr=lr, with_path_stats=args.verifier_path_stats == "on",
                                 head_config=HeadConfig(**c6.config["head_config"]) if stop else None)
     return head, {**meta, "lr": lr, "train_problems": len(train_examples),
+                  "positives": "reference" if references is not None else "answer",
                   "seconds": round(time.perf_counter() - began, 1)}
 
 
@@ -140,7 +155,7 @@ def dev_folds(n: int, folds: int, seed: int = 0) -> list[list[int]]:
     return [sorted(order[k::folds].tolist()) for k in range(folds)]
 
 
-def verify_dev(specialists, rows, directory: Path, args) -> tuple[str, dict]:
+def verify_dev(specialists, rows, directory: Path, args, references=None) -> tuple[str, dict]:
     """Train (or with ``--reuse-verifier`` load) the verifier and set every DEV candidate's
     ``verified`` logit, which the selector is then fitted on. Returns (the sha256 of the verifier
     inference will load, its metrics).
@@ -160,7 +175,7 @@ def verify_dev(specialists, rows, directory: Path, args) -> tuple[str, dict]:
     final = directory / VERIFIER_DIR
     if args.verifier_data == "train":
         if not (args.reuse_verifier and (final / VERIFIER_CONFIG).is_file()):
-            head, meta = fit_verifier(specialists, rows["train"], rows["dev"], args)
+            head, meta = fit_verifier(specialists, rows["train"], rows["dev"], args, references=references)
             save_verifier(final, head, ops, constants, c3.backbone, meta)
         verifier = LoadedVerifier(final)
         score_with_verifier(rows["dev"], verifier)
@@ -172,7 +187,7 @@ def verify_dev(specialists, rows, directory: Path, args) -> tuple[str, dict]:
         outside = [rows["dev"][i] for i in held]
         if not (args.reuse_verifier and (fold_dir / VERIFIER_CONFIG).is_file()):
             inside = [r for i, r in enumerate(rows["dev"]) if i not in set(held)]
-            head, meta = fit_verifier(specialists, rows["train"] + inside, outside, args)
+            head, meta = fit_verifier(specialists, rows["train"] + inside, outside, args, references=references)
             save_verifier(fold_dir, head, ops, constants, c3.backbone, meta)
         score_with_verifier(outside, LoadedVerifier(fold_dir))
         fold_meta.append(json.loads((fold_dir / VERIFIER_CONFIG).read_text())["metrics"])
@@ -180,7 +195,7 @@ def verify_dev(specialists, rows, directory: Path, args) -> tuple[str, dict]:
         best_epochs = [max((h for h in m["history"] if h["dev_top1"] is not None),
                            key=lambda h: (h["dev_top1"], -h["epoch"]))["epoch"] for m in fold_meta]
         head, meta = fit_verifier(specialists, rows["train"] + rows["dev"], [], args,
-                                  epochs=max(1, int(np.median(best_epochs))))
+                                  epochs=max(1, int(np.median(best_epochs))), references=references)
         fold_top1 = [m["dev_top1"] for m in fold_meta]
         meta.update({"data": "train+dev (cross-fitted)", "folds": len(folds), "fold_best_epochs": best_epochs,
                      "fold_dev_top1": fold_top1, "dev_top1": round(float(np.mean(fold_top1)), 4),
@@ -240,6 +255,10 @@ def main() -> None:
                         help="train (default): the verifier learns from TRAIN candidates; train+dev: cross-fitted "
                              "over DEV folds (each DEV problem scored by a verifier that did not see it), and the "
                              "saved verifier learns from TRAIN and DEV.")
+    parser.add_argument("--verifier-positives", choices=("answer", "reference"), default="answer",
+                        help="answer (default): the best path of every answer group that matches gold is a "
+                             "positive; reference: the best path that computes the reference program's step "
+                             "results (groups right by accident are left out).")
     parser.add_argument("--verifier-folds", type=int, default=2, help="DEV folds for --verifier-data train+dev.")
     parser.add_argument("--reuse-verifier", action="store_true",
                         help="Keep the verifier already saved for these specialists (refit only the selector).")
@@ -278,6 +297,8 @@ def main() -> None:
                 continue
             ids = split_problem_ids(session, args.dataset, split, offset + limit if limit else None)[offset:]
             rows[split] = collect(session, specialists, ids, config, cache, f"{split}_{tag}")
+        references = (reference_results(session, [text for part in rows.values() for text, _, _ in part])
+                      if args.verifier_positives == "reference" and not args.collect_only else None)
     if args.collect_only:
         print(json.dumps({"bench": "selector_collect", "split": args.collect_only, "problems": len(rows[args.collect_only]),
                           "seconds": round(time.perf_counter() - started, 1)}))
@@ -285,7 +306,8 @@ def main() -> None:
     verifier_meta: dict = {}
     verifier_sha = ""
     if use_verifier:
-        verifier_sha, verifier_meta = verify_dev(specialists, rows, selector_path(home, version).parent, args)
+        verifier_sha, verifier_meta = verify_dev(specialists, rows, selector_path(home, version).parent, args,
+                                                 references)
     dev = feature_rows(rows["dev"])
     train = feature_rows(rows["train"]) if args.fit_on == "train" else []
     if args.fit_on == "train":

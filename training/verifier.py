@@ -26,7 +26,8 @@ import copy
 import json
 import math
 from fractions import Fraction
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from torch.nn import functional as F
 
 from torch import nn
 
+from app.attribution.program_view import value_key
 from app.inference.proposals import MAX_STEPS
 from training.checkpoint import CONFIG, WEIGHTS, artifact_sha256
 from training.encoder import Backbone, encode_cached, load_backbone
@@ -130,16 +132,32 @@ class VerifierExample:
     labels: list[int]
 
 
-def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: int = 24,
-                       positives: int = 4) -> tuple[list[Any], list[int]]:
+def step_value_keys(values: Sequence[Any]) -> Counter:
+    """The multiset of a program's step results as canonical literals (``"1/2"`` for 0.5)."""
+    return Counter(value_key(str(v)) for v in values)
+
+
+def candidate_programs(groups: Sequence[Any], correct: Sequence[bool], limit: int = 24, positives: int = 4,
+                       reference: Counter | None = None) -> tuple[list[Any], list[int]]:
     """The programs one problem contributes: the best path of each correct answer group (at most
     ``positives``), then the best path of the wrong groups in vote order, ``limit`` in all.
 
     ``groups`` are :class:`app.inference.search.AnswerGroup` (vote order); ``correct`` per group.
+    With ``reference`` (:func:`step_value_keys` of the reference program's step results — training
+    data), a right group contributes its best path that computes the reference's intermediate
+    values (any order), and a right group with none is left out: many right answers in the beam
+    are reached by accident (``3 × 3 + 1 = 10`` for "40 fruit, 3 times as many apples as
+    oranges"), and a verifier taught that those programs are right learns the answer, not the
+    reasoning.
     """
-    right = [g for g, ok in zip(groups, correct) if ok][:positives]
-    wrong = [g for g, ok in zip(groups, correct) if not ok][: max(0, limit - len(right))]
-    return [g.members[0].path for g in right + wrong], [1] * len(right) + [0] * len(wrong)
+    if reference is None:
+        right = [g.members[0].path for g, ok in zip(groups, correct) if ok][:positives]
+    else:
+        matching = ([m.path for m in g.members if step_value_keys(m.path.values) == reference]
+                    for g, ok in zip(groups, correct) if ok)
+        right = [paths[0] for paths in matching if paths][:positives]
+    wrong = [g.members[0].path for g, ok in zip(groups, correct) if not ok][: max(0, limit - len(right))]
+    return right + wrong, [1] * len(right) + [0] * len(wrong)
 
 
 def program_inputs(paths: Sequence[Any], op_index: dict[str, int], constants: Sequence[str]):
@@ -151,17 +169,22 @@ def program_inputs(paths: Sequence[Any], op_index: dict[str, int], constants: Se
 
 
 def verifier_corpus(rows: Sequence[tuple[str, Any, Sequence[bool]]], backbone: Backbone, ops: Sequence[str],
-                    constants: Sequence[str], cache_dir: Path | None = None) -> tuple[Corpus, list[VerifierExample]]:
+                    constants: Sequence[str], cache_dir: Path | None = None,
+                    references: Mapping[str, Counter] | None = None) -> tuple[Corpus, list[VerifierExample]]:
     """Encode the problems of ``rows`` (text, :class:`~app.inference.selector.RankingInputs`,
     correct per group) and turn their candidates into examples (problems without a candidate
-    are left out)."""
+    are left out); ``references`` (text → :func:`step_value_keys` of its reference program)
+    picks the positives by :func:`candidate_programs`' reference rule."""
     op_index = {op: k for k, op in enumerate(ops)}
     kept = [(text, ranking, labels) for text, ranking, labels in rows if ranking.groups]
     texts = [text for text, _, _ in kept]
     corpus = Corpus([ProblemData(i, text) for i, text in enumerate(texts)], encode_cached(backbone, texts, cache_dir))
     examples = []
     for index, (_, ranking, labels) in enumerate(kept):
-        paths, targets = candidate_programs(ranking.groups, labels)
+        reference = references.get(texts[index]) if references is not None else None
+        if references is not None and reference is None:
+            raise ValueError(f"verifier candidates: no reference program for problem {texts[index][:60]!r}")
+        paths, targets = candidate_programs(ranking.groups, labels, reference=reference)
         examples.append(VerifierExample(index, *program_inputs(paths, op_index, constants), targets))
     return corpus, examples
 
