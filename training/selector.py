@@ -161,8 +161,7 @@ def verify_dev(specialists, rows, directory: Path, args, references=None) -> tup
     inference will load, its metrics).
 
     ``--verifier-data train``: trained on TRAIN candidates, early stopping on DEV. ``train+dev``
-    (cross-fitted): the specialists are more confident on the TRAIN problems they were fitted on,
-    so TRAIN candidates are not quite what DEV and TEST ones look like. For each of
+    (cross-fitted) adds DEV's candidates to what the verifier learns from. For each of
     ``--verifier-folds`` folds of DEV, a verifier learns from TRAIN plus the other folds (early
     stopping on its own fold) and scores its fold, so every DEV logit the selector sees comes from
     a verifier that never saw that problem; the verifier saved for inference learns from TRAIN
@@ -177,9 +176,8 @@ def verify_dev(specialists, rows, directory: Path, args, references=None) -> tup
         if not (args.reuse_verifier and (final / VERIFIER_CONFIG).is_file()):
             head, meta = fit_verifier(specialists, rows["train"], rows["dev"], args, references=references)
             save_verifier(final, head, ops, constants, c3.backbone, meta)
-        verifier = LoadedVerifier(final)
-        score_with_verifier(rows["dev"], verifier)
-        return verifier.sha256, json.loads((final / VERIFIER_CONFIG).read_text())["metrics"]
+        score_with_verifier(rows["dev"], LoadedVerifier(final))
+        return LoadedVerifier(final).sha256, json.loads((final / VERIFIER_CONFIG).read_text())["metrics"]
     folds = dev_folds(len(rows["dev"]), args.verifier_folds)
     fold_meta = []
     for k, held in enumerate(folds):

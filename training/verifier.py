@@ -272,9 +272,8 @@ def train_verifier(corpus: Corpus, train: Sequence[VerifierExample], dev_corpus:
     """Fit the verifier (BCE, positives up-weighted) and keep the epoch with the best dev top-1
     (with no ``dev`` examples: train ``epochs`` epochs and keep the last);
     ``init`` (C6's stop head, built with ``head_config``) warm-starts it (:func:`warm_start`);
-    ``with_path_stats=False`` leaves the search's own scores of a path out of its inputs (on TRAIN
-    problems the specialists are more confident than on unseen ones, so a verifier fitted there
-    can learn to trust those scores more than they deserve on DEV and TEST).
+    ``with_path_stats=False`` leaves the search's own scores of a path out of its inputs (the
+    verifier then judges the program against the text alone).
 
     Returns the head (eval mode) and metrics: dev top-1 of the verifier alone, the number of dev
     problems it was measured on, whether it was warm-started, and the per-epoch history.
