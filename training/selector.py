@@ -176,8 +176,9 @@ def verify_dev(specialists, rows, directory: Path, args, references=None) -> tup
         if not (args.reuse_verifier and (final / VERIFIER_CONFIG).is_file()):
             head, meta = fit_verifier(specialists, rows["train"], rows["dev"], args, references=references)
             save_verifier(final, head, ops, constants, c3.backbone, meta)
-        score_with_verifier(rows["dev"], LoadedVerifier(final))
-        return LoadedVerifier(final).sha256, json.loads((final / VERIFIER_CONFIG).read_text())["metrics"]
+        verifier = LoadedVerifier(final)
+        score_with_verifier(rows["dev"], verifier)
+        return verifier.sha256, json.loads((final / VERIFIER_CONFIG).read_text())["metrics"]
     folds = dev_folds(len(rows["dev"]), args.verifier_folds)
     fold_meta = []
     for k, held in enumerate(folds):
