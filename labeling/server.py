@@ -34,6 +34,11 @@ from pathlib import Path
 import httpx
 
 LABEL_STUDIO_REQUIREMENT = "label-studio>=1.23,<1.24"
+LABEL_STUDIO_PINS: tuple[str, ...] = ("sentry-sdk>=2.16,<3",)
+"""Upper bounds Label Studio's own metadata lacks: it asks for ``sentry-sdk>=2.16`` and calls
+``sentry_sdk.init(send_default_pii=…)``, which sentry-sdk 3.0 refuses ("Unknown option"), so a
+fresh install resolving 3.0 cannot start."""
+PINS_MARKER = ".mycelium-pins"  # in the venv: the pins it was installed (or repaired) with
 DEFAULT_USERNAME = "admin@mycelium.local"
 TOKEN_FILE = "mycelium-token"  # in the data dir: the first user's legacy API token (mode 0600)
 PASSWORD_FILE = "mycelium-password"  # in the data dir: the first user's password (mode 0600)
@@ -146,8 +151,19 @@ def installed_version(venv: Path | None = None) -> str | None:
 def ensure_venv(python: str = "python3.11", requirement: str = LABEL_STUDIO_REQUIREMENT) -> tuple[Path, str]:
     """Create (or reuse) the Label Studio venv; return its path and the installed version."""
     venv = venv_dir()
+    pins = " ".join(LABEL_STUDIO_PINS)
     with _file_lock("label-studio-venv"):
         version = installed_version(venv)
+        marker = venv / PINS_MARKER
+        if version is not None and (marker.read_text() if marker.is_file() else None) != pins:
+            # a venv installed before these pins (or by hand): apply them in place
+            _log(f"applying {pins} to {venv}")
+            done = subprocess.run([str(_venv_bin(venv, "python")), "-m", "pip", "install", "-q", requirement,
+                                   *LABEL_STUDIO_PINS], capture_output=True, text=True)
+            if done.returncode != 0:
+                raise LabelStudioServerError(f"applying {pins} to {venv} failed:\n{done.stderr[-3000:]}")
+            marker.write_text(pins)
+            version = installed_version(venv)
         if version is not None:
             return venv, version
         interpreter = shutil.which(python) or shutil.which("python3")
@@ -159,7 +175,7 @@ def ensure_venv(python: str = "python3.11", requirement: str = LABEL_STUDIO_REQU
         steps = [
             [interpreter, "-m", "venv", str(venv)],
             [str(_venv_bin(venv, "python")), "-m", "pip", "install", "-q", "--upgrade", "pip"],
-            [str(_venv_bin(venv, "python")), "-m", "pip", "install", "-q", requirement],
+            [str(_venv_bin(venv, "python")), "-m", "pip", "install", "-q", requirement, *LABEL_STUDIO_PINS],
         ]
         for step in steps:
             done = subprocess.run(step, capture_output=True, text=True)
@@ -170,6 +186,7 @@ def ensure_venv(python: str = "python3.11", requirement: str = LABEL_STUDIO_REQU
         version = installed_version(venv)
         if version is None:
             raise LabelStudioServerError(f"{requirement} installed into {venv} but does not import")
+        (venv / PINS_MARKER).write_text(pins)
         return venv, version
 
 
