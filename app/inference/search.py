@@ -53,6 +53,7 @@ from app.execution.expression import OP_ARITY
 from app.execution.limits import DEFAULT_LIMITS, Limits
 from app.execution.operations import evaluate_op, parse_literal
 from app.execution.program import Operand, Program, Step, rational_text
+from app.inference.units import problem_units
 from app.inference.proposals import (
     ANSWER_TYPES, MAX_OPERANDS, MAX_STEPS, Candidate, Chained, OperandRequest, Prefix, PrefixStep, Proposal,
 )
@@ -88,7 +89,9 @@ class SearchConfig:
     ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is);
     ``selector`` (a fitted :class:`app.inference.selector.Selector`, gold-blind weights) re-ranks
     the answer groups after the vote (None: the vote's order); ``stop_theta`` is the θ of C6's
-    stop/continue decision in the live beam (None: ``theta``; 1.0 keeps both branches always)."""
+    stop/continue decision in the live beam (None: ``theta``; 1.0 keeps both branches always);
+    ``unit_conflict_factor`` multiplies a path for each ADD/SUB step joining numbers of different
+    units (dollars + weeks, :mod:`app.inference.units`; 1 disables)."""
 
     theta: float = 0.85
     top_k: int = 3
@@ -103,6 +106,7 @@ class SearchConfig:
     limits: Limits = DEFAULT_LIMITS
     selector: Any = None  # app.inference.selector.Selector: re-ranks the vote's answer groups
     stop_theta: float | None = None
+    unit_conflict_factor: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("theta", "stop_theta"):
@@ -111,6 +115,8 @@ class SearchConfig:
                 raise ValueError(f"{name} must be in [0, 1], not {value}")
         if self.top_k < 1 or self.max_paths < 1 or self.max_operand_lists < 1:
             raise ValueError("top_k, max_paths and max_operand_lists must be ≥ 1")
+        if not 0.0 < self.unit_conflict_factor <= 1.0:
+            raise ValueError(f"unit_conflict_factor must be in (0, 1], not {self.unit_conflict_factor}")
         if self.vote not in ("sum", "max"):
             raise ValueError(f"vote must be 'sum' or 'max', not {self.vote!r}")
 
@@ -316,7 +322,7 @@ def path_prefix(path: Path) -> Prefix:
 def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.ndarray, n_mentions: int,
          config: SearchConfig, leaf: Callable[[Candidate], Value] | None = None,
          mention_relevance: Sequence[float] = (), collapse_stops: bool = True,
-         ops_fn: NextOpsFn | None = None) -> tuple[list[Path], int]:
+         ops_fn: NextOpsFn | None = None, units: Any = None) -> tuple[list[Path], int]:
     """Complete paths, best first (at most ``max_paths``), by a beam over step slots.
 
     Per slot: every open path of ≥ 1 step first decides whether it ends (``stops_fn``, one call
@@ -326,9 +332,14 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
     each request carrying its path's prefix; only the ``max_paths`` best extensions are kept.
     With ``leaf`` (a problem/constant candidate's value) every new step is executed as the path
     grows (:func:`step_value`, prefixes shared) and a step that fails ends its path there. A path
-    still open after the last planned slot ends there. Returns ``(paths, number of extensions
-    that failed to execute)``.
+    still open after the last planned slot ends there. With ``units``
+    (:class:`app.inference.units.ProblemUnits`) an extension whose new step joins numbers of
+    different units is multiplied by ``config.unit_conflict_factor``. Returns ``(paths, number of
+    extensions that failed to execute)``.
     """
+    from app.inference.units import program_units
+
+    penalise_units = units is not None and config.unit_conflict_factor != 1.0
     frontier = [Path(0, 1.0, (), 1.0)]
     stop_theta = config.theta if config.stop_theta is None else config.stop_theta
     finished: list[Path] = []
@@ -380,6 +391,11 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
                     if (slot, used) not in dependency:
                         dependency[slot, used] = _dependency_factor(depends, slot, used, config.dependency_weight)
                     factor = dependency[slot, used]
+                    if penalise_units:
+                        step = PlannedStep(op, op_p, operands, ps)
+                        before = program_units(path.steps, units)[1] if path.steps else 0
+                        if program_units(path.steps + (step,), units)[1] > before:
+                            factor *= config.unit_conflict_factor
                     grown.append((path.score * op_p * score * factor, path, PlannedStep(op, op_p, operands, ps)))
         grown.sort(key=lambda item: -item[0])
         kept: list[Path] = []
@@ -701,8 +717,10 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
     if depends.ndim != 2:
         depends = np.full((0, 0), 0.5)
     relevance = mention_relevance(proposal)
+    units = problem_units(proposal.text, proposal.mentions)
     paths, failed = beam(plan, operands_fn, stops_fn, depends, len(proposal.mentions), config,
-                         _leaf_values(proposal), relevance if config.coverage_weight else [], collapse_stops, ops_fn)
+                         _leaf_values(proposal), relevance if config.coverage_weight else [], collapse_stops, ops_fn,
+                         units)
     if not paths:
         reason = NO_EXECUTABLE if failed else NO_PROGRAM
         return SearchResult(None, None, None, None, failed, False, [], reason, {"failed": failed, "type": 0}, plan)
@@ -736,7 +754,7 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
     dropped = {"failed": failed, "type": inconsistent}
     explored = len(paths) + failed
     mention_values = _mention_values(proposal)
-    groups, features, ranking = _rank(executed, config, mention_values, relevance)
+    groups, features, ranking = _rank(executed, config, mention_values, relevance, units)
     while groups:  # the safe executor has the last word on the winner
         best = groups[0].members[0]
         program = path_program(best.path, proposal)
@@ -748,7 +766,7 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
             break
         executed.remove(best)
         dropped["failed"] += 1
-        groups, features, ranking = _rank(executed, config, mention_values, relevance)
+        groups, features, ranking = _rank(executed, config, mention_values, relevance, units)
     if not groups:
         reason = NO_CONSISTENT if inconsistent else NO_EXECUTABLE
         return SearchResult(None, None, None, None, explored, False, [], reason, dropped, plan)
@@ -783,13 +801,13 @@ def _mention_values(proposal: Proposal) -> list[Fraction | None]:
 
 
 def _rank(executed: list[Executed], config: SearchConfig, mention_values: list[Fraction | None],
-          relevance: Sequence[float]) -> tuple[list[AnswerGroup], np.ndarray, Any]:
+          relevance: Sequence[float], units: Any = None) -> tuple[list[AnswerGroup], np.ndarray, Any]:
     """The vote's answer groups, re-ranked by ``config.selector`` when set, their features, and
     the selector's inputs (:class:`app.inference.selector.RankingInputs`, groups in vote order)."""
     from app.inference.selector import RankingInputs
 
     groups = _vote(executed, config.vote)
-    ranking = RankingInputs(groups, len(executed), mention_values, list(relevance))
+    ranking = RankingInputs(groups, len(executed), mention_values, list(relevance), units)
     if not groups:
         return groups, np.zeros((0, 0)), ranking
     features = ranking.features()

@@ -41,6 +41,7 @@ FEATURES: tuple[str, ...] = (
     "log_min_operand_p", "log_min_op_p", "log_best_per_decision", "round_ten", "unit_fraction", "above_mentions",
     "last_add", "last_sub", "last_mul", "last_div",
     "verifier_vote", "verifier_vote_share", "verifier_mass", "pair_gap", "read_inversions",
+    "unit_conflicts", "unit_match", "unit_mismatch", "unit_min_conflicts", "unit_any_match",
 )
 """Per answer group (all gold-blind): log Σ path scores; its share of the total; log of its best
 path's score; log(1 + paths); paths / all executed paths; 1 for the vote's winner; the best
@@ -65,7 +66,10 @@ log Σ path score · σ(logit) (all 0 without a verifier); how far apart in the 
 one step combines are (mean over steps reading ≥ 2 mentions of the largest minus the smallest
 mention index: "three toys at $10 each" pairs neighbours), and the share of backward moves when
 the mentions are listed in the order the program first reads them (word problems are mostly
-solved in reading order)."""
+solved in reading order); then the units (:mod:`app.inference.units`, all 0 without them): the
+best path's ADD/SUB steps joining different units, whether its answer's unit is the one the
+question asks for or a different known one, and over the group's five best paths the fewest
+conflicts and whether any answers in the asked unit."""
 
 
 @dataclass
@@ -78,9 +82,10 @@ class RankingInputs:
     n_executed: int
     mention_values: list[Fraction | None]
     relevance: list[float]
+    units: Any = None  # app.inference.units.ProblemUnits (None: unit features are 0)
 
     def features(self) -> np.ndarray:
-        return group_features(self.groups, self.n_executed, self.mention_values, self.relevance)
+        return group_features(self.groups, self.n_executed, self.mention_values, self.relevance, self.units)
 
 
 @dataclass(frozen=True)
@@ -119,12 +124,13 @@ def _as_fraction(value: Any) -> Fraction | None:
 
 
 def group_features(groups: Sequence[Any], n_executed: int, mention_values: Sequence[Fraction | None],
-                   relevance: Sequence[float]) -> np.ndarray:
+                   relevance: Sequence[float], units: Any = None) -> np.ndarray:
     """(G, F) features of the answer groups of one problem, in the vote's order.
 
     ``groups`` are :class:`app.inference.search.AnswerGroup` (mass, value, members sorted best
     first, each with ``.path`` and ``.score``); ``mention_values`` the problem's number mentions'
-    literal values (None when not rational); ``relevance`` C1's per-mention relevance.
+    literal values (None when not rational); ``relevance`` C1's per-mention relevance; ``units``
+    the problem's :class:`app.inference.units.ProblemUnits` (None: unit features are 0).
     """
     total = sum(g.mass for g in groups) or 1.0
     n_mentions = len(mention_values)
@@ -201,6 +207,7 @@ def group_features(groups: Sequence[Any], n_executed: int, mention_values: Seque
             math.log(votes[rank]) if votes[rank] > 0 else 0.0, votes[rank] / total_votes,
             _weighted_mass(group.members) if verified[rank] else 0.0,
             *_reading_order(path.steps),
+            *_unit_features(group.members, units),
         ])
     return np.asarray(rows, dtype=float).reshape(len(rows), len(FEATURES))
 
@@ -218,6 +225,18 @@ def _reading_order(steps: Sequence[Any]) -> tuple[float, float]:
                 first_reads.append(i)
     backward = sum(b < a for a, b in zip(first_reads, first_reads[1:]))
     return (float(np.mean(gaps)) if gaps else 0.0), backward / max(1, len(first_reads) - 1)
+
+
+def _unit_features(members: Sequence[Any], units: Any) -> tuple[float, ...]:
+    """(conflicts, answer in the asked unit, answer in another known unit) of the best path, then
+    the fewest conflicts and any asked-unit answer among the group's five best paths."""
+    from app.inference.units import unit_checks
+
+    if units is None:
+        return 0.0, 0.0, 0.0, 0.0, 0.0
+    checks = [unit_checks(m.path.steps, units) for m in members[:5]]
+    best = checks[0]
+    return best[0], best[1], best[2], min(c[0] for c in checks), max(c[1] for c in checks)
 
 
 def _weighted_mass(members: Sequence[Any]) -> float:
