@@ -6,7 +6,6 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from app.inference.search import SearchConfig, beam, Plan
 from app.inference.selector import FEATURES, RankingInputs
 from app.inference.units import DIMENSIONLESS, problem_units, program_units, unit_checks, unit_kind
 from training.examples import mentions_of
@@ -82,19 +81,3 @@ def test_unit_features_reach_the_selector() -> None:
     assert not without[:, columns].any()
     others = [i for i in range(len(FEATURES)) if not FEATURES[i].startswith("unit_")]
     assert np.array_equal(with_units[:, others], without[:, others])
-
-
-def test_beam_unit_conflict_factor_demotes_a_path_adding_dollars_to_weeks() -> None:
-    units = problem_units(CARRIE, mentions_of(CARRIE))
-    plan = Plan([(1, 1.0)], [[("ADD", 1.0)]], [])  # one ADD step
-    positions = [{literal(1): 0.6, literal(0): 0.4}, {literal(2): 0.6, literal(1): 0.4}, {("end",): 1.0}]
-    operands_fn = lambda requests: [positions for _ in requests]
-    stops = lambda prefixes: [1.0] * len(prefixes)
-    plain, _ = beam(plan, operands_fn, stops, np.zeros((0, 0)), 3, SearchConfig(), units=units)
-    penalised, _ = beam(plan, operands_fn, stops, np.zeros((0, 0)), 3, SearchConfig(unit_conflict_factor=0.1),
-                        units=units)
-    # plain: $240 + $80/week (0.36) leads; penalised: $800 + $240 (0.16) leads, the conflicts fall 10×
-    assert plain[0].steps[0].operands == (literal(1), literal(2)) and abs(plain[0].score - 0.36) < 1e-9
-    assert penalised[0].steps[0].operands == (literal(0), literal(1)) and abs(penalised[0].score - 0.16) < 1e-9
-    scores = {p.steps[0].operands: p.score for p in penalised}
-    assert abs(scores[(literal(1), literal(2))] - 0.036) < 1e-9 and abs(scores[(literal(0), literal(2))] - 0.024) < 1e-9

@@ -270,8 +270,6 @@ def main() -> None:
     parser.add_argument("--theta", type=float, default=0.85)
     parser.add_argument("--top-k", type=int, default=3)
     parser.add_argument("--max-paths", type=int, default=100)
-    parser.add_argument("--unit-conflict-factor", type=float, default=1.0,
-                        help="Search: factor per ADD/SUB step joining different units (1 disables).")
     args = parser.parse_args()
     use_verifier = not args.no_verifier
     if args.fit_on == "train" and use_verifier:
@@ -289,15 +287,13 @@ def main() -> None:
     from training.specialists import load_specialists
 
     started = time.perf_counter()
-    config = SearchConfig(theta=args.theta, top_k=args.top_k, max_paths=args.max_paths,
-                          unit_conflict_factor=args.unit_conflict_factor)
+    config = SearchConfig(theta=args.theta, top_k=args.top_k, max_paths=args.max_paths)
     home = Path(get_settings().mycelium_home)
     with session_scope() as session:
         specialists = load_specialists(session, args.model_version)
         version = specialists.model_version
         cache = home / "cache" / "selector" / version
-        tag = f"{args.dataset}_t{args.theta}_k{args.top_k}_p{args.max_paths}" + (
-            f"_u{args.unit_conflict_factor}" if args.unit_conflict_factor != 1.0 else "")
+        tag = f"{args.dataset}_t{args.theta}_k{args.top_k}_p{args.max_paths}"
         rows = {}
         for split, offset, limit in (("dev", 0, args.dev_limit), ("train", args.train_offset, args.train_limit)):
             if args.collect_only not in (None, split):
@@ -334,8 +330,7 @@ def main() -> None:
             "dev_top1_is": "held-out dev" if args.fit_on == "train" else "5-fold out-of-fold on dev",
             "dev_in_beam": round(in_beam, 4),
             "verifier": {k: v for k, v in verifier_meta.items() if k != "history"} or None,
-            "search": {"theta": args.theta, "top_k": args.top_k, "max_paths": args.max_paths,
-                       "unit_conflict_factor": args.unit_conflict_factor}}
+            "search": {"theta": args.theta, "top_k": args.top_k, "max_paths": args.max_paths}}
     saved = save_selector(fitted, selector_path(home, version), meta)
     print(json.dumps({"bench": "selector", "sha256": saved.sha256, "model_version": f"{version}.S{saved.sha256[:8]}",
                       **meta, "dev_top1_by_l2": {str(k): round(v, 4) for k, v in scores.items()},

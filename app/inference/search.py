@@ -89,9 +89,7 @@ class SearchConfig:
     ``verify_all`` re-executes every candidate with the safe executor (slow; the winner always is);
     ``selector`` (a fitted :class:`app.inference.selector.Selector`, gold-blind weights) re-ranks
     the answer groups after the vote (None: the vote's order); ``stop_theta`` is the θ of C6's
-    stop/continue decision in the live beam (None: ``theta``; 1.0 keeps both branches always);
-    ``unit_conflict_factor`` multiplies a path for each ADD/SUB step joining numbers of different
-    units (dollars + weeks, :mod:`app.inference.units`; 1 disables)."""
+    stop/continue decision in the live beam (None: ``theta``; 1.0 keeps both branches always)."""
 
     theta: float = 0.85
     top_k: int = 3
@@ -106,7 +104,6 @@ class SearchConfig:
     limits: Limits = DEFAULT_LIMITS
     selector: Any = None  # app.inference.selector.Selector: re-ranks the vote's answer groups
     stop_theta: float | None = None
-    unit_conflict_factor: float = 1.0
 
     def __post_init__(self) -> None:
         for name in ("theta", "stop_theta"):
@@ -115,8 +112,6 @@ class SearchConfig:
                 raise ValueError(f"{name} must be in [0, 1], not {value}")
         if self.top_k < 1 or self.max_paths < 1 or self.max_operand_lists < 1:
             raise ValueError("top_k, max_paths and max_operand_lists must be ≥ 1")
-        if not 0.0 < self.unit_conflict_factor <= 1.0:
-            raise ValueError(f"unit_conflict_factor must be in (0, 1], not {self.unit_conflict_factor}")
         if self.vote not in ("sum", "max"):
             raise ValueError(f"vote must be 'sum' or 'max', not {self.vote!r}")
 
@@ -322,7 +317,7 @@ def path_prefix(path: Path) -> Prefix:
 def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.ndarray, n_mentions: int,
          config: SearchConfig, leaf: Callable[[Candidate], Value] | None = None,
          mention_relevance: Sequence[float] = (), collapse_stops: bool = True,
-         ops_fn: NextOpsFn | None = None, units: Any = None) -> tuple[list[Path], int]:
+         ops_fn: NextOpsFn | None = None) -> tuple[list[Path], int]:
     """Complete paths, best first (at most ``max_paths``), by a beam over step slots.
 
     Per slot: every open path of ≥ 1 step first decides whether it ends (``stops_fn``, one call
@@ -332,14 +327,9 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
     each request carrying its path's prefix; only the ``max_paths`` best extensions are kept.
     With ``leaf`` (a problem/constant candidate's value) every new step is executed as the path
     grows (:func:`step_value`, prefixes shared) and a step that fails ends its path there. A path
-    still open after the last planned slot ends there. With ``units``
-    (:class:`app.inference.units.ProblemUnits`) an extension whose new step joins numbers of
-    different units is multiplied by ``config.unit_conflict_factor``. Returns ``(paths, number of
-    extensions that failed to execute)``.
+    still open after the last planned slot ends there. Returns ``(paths, number of extensions
+    that failed to execute)``.
     """
-    from app.inference.units import program_units
-
-    penalise_units = units is not None and config.unit_conflict_factor != 1.0
     frontier = [Path(0, 1.0, (), 1.0)]
     stop_theta = config.theta if config.stop_theta is None else config.stop_theta
     finished: list[Path] = []
@@ -391,11 +381,6 @@ def beam(plan: Plan, operands_fn: OperandsFn, stops_fn: StopsFn, depends: np.nda
                     if (slot, used) not in dependency:
                         dependency[slot, used] = _dependency_factor(depends, slot, used, config.dependency_weight)
                     factor = dependency[slot, used]
-                    if penalise_units:
-                        step = PlannedStep(op, op_p, operands, ps)
-                        before = program_units(path.steps, units)[1] if path.steps else 0
-                        if program_units(path.steps + (step,), units)[1] > before:
-                            factor *= config.unit_conflict_factor
                     grown.append((path.score * op_p * score * factor, path, PlannedStep(op, op_p, operands, ps)))
         grown.sort(key=lambda item: -item[0])
         kept: list[Path] = []
@@ -717,10 +702,8 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
     if depends.ndim != 2:
         depends = np.full((0, 0), 0.5)
     relevance = mention_relevance(proposal)
-    units = problem_units(proposal.text, proposal.mentions)
     paths, failed = beam(plan, operands_fn, stops_fn, depends, len(proposal.mentions), config,
-                         _leaf_values(proposal), relevance if config.coverage_weight else [], collapse_stops, ops_fn,
-                         units)
+                         _leaf_values(proposal), relevance if config.coverage_weight else [], collapse_stops, ops_fn)
     if not paths:
         reason = NO_EXECUTABLE if failed else NO_PROGRAM
         return SearchResult(None, None, None, None, failed, False, [], reason, {"failed": failed, "type": 0}, plan)
@@ -754,6 +737,7 @@ def _search(proposal: Proposal, plan: Plan, operands_fn: OperandsFn, stops_fn: S
     dropped = {"failed": failed, "type": inconsistent}
     explored = len(paths) + failed
     mention_values = _mention_values(proposal)
+    units = problem_units(proposal.text, proposal.mentions)  # for the selector's unit features
     groups, features, ranking = _rank(executed, config, mention_values, relevance, units)
     while groups:  # the safe executor has the last word on the winner
         best = groups[0].members[0]

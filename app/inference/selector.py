@@ -29,6 +29,8 @@ from typing import Any
 import numpy as np
 from scipy.special import expit  # σ, without overflow for large |x|
 
+from app.inference.units import unit_checks
+
 __all__ = ["FEATURES", "Selector", "RankingInputs", "group_features", "fit_selector", "save_selector",
            "load_selector", "selector_path", "versioned", "rank_accuracy"]
 
@@ -230,8 +232,6 @@ def _reading_order(steps: Sequence[Any]) -> tuple[float, float]:
 def _unit_features(members: Sequence[Any], units: Any) -> tuple[float, ...]:
     """(conflicts, answer in the asked unit, answer in another known unit) of the best path, then
     the fewest conflicts and any asked-unit answer among the group's five best paths."""
-    from app.inference.units import unit_checks
-
     if units is None:
         return 0.0, 0.0, 0.0, 0.0, 0.0
     checks = [unit_checks(m.path.steps, units) for m in members[:5]]
