@@ -18,6 +18,7 @@ from kombu import Queue
 
 from workers.dispatch import RUN_CHUNK_TASK
 from workers.kinds import QUEUES, get_kind
+from workers.sql_broker import is_sql_transport, prepare_sql_transport
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ def celery_config() -> dict[str, Any]:
 
     broker = broker_url()
     backend = result_backend_url()
-    if broker.startswith(("sqla+", "sqlalchemy+")):
+    if is_sql_transport(broker):
         import kombu.transport.sqlalchemy
 
         # A transport option would be handed to create_engine() and crash the worker.
@@ -112,6 +113,21 @@ def create_app() -> Celery:
 
 
 app = create_app()
+
+
+@signals.worker_init.connect
+def _prepare_sql_broker(sender: Any = None, **_: Any) -> None:
+    """Before the consumer connects: create the SQL broker's tables under the migration lock.
+
+    A failure is logged, not raised: kombu creates the tables itself on connect (and retries the
+    connection), so a broker that is not up yet does not stop the worker from starting.
+    """
+    if sender is None:
+        return
+    try:
+        prepare_sql_transport(sender.app, QUEUES)
+    except Exception as exc:  # noqa: BLE001 - the worker's own broker connection retries
+        log.warning("could not prepare the SQL broker's tables before connecting: %s", exc)
 
 
 @signals.worker_process_init.connect

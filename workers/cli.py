@@ -21,6 +21,7 @@ from app.db.models import JobStatus
 from app.db.session import session_scope
 from workers import jobs
 from workers.kinds import QUEUES
+from workers.sql_broker import is_sql_transport
 
 jobs_app = typer.Typer(help="Queued jobs: list, show, watch, cancel, resume.", no_args_is_help=True)
 console = Console()
@@ -179,7 +180,7 @@ def queue_listeners(queue: str, timeout: float = 1.0) -> bool | None:
     (Redis, RabbitMQ); None where it cannot (the SQL transport) or nobody could be asked."""
     from workers.celery_app import app
 
-    if str(app.conf.broker_url).startswith(("sqla+", "sqlalchemy+")):
+    if is_sql_transport(str(app.conf.broker_url)):
         return None
     try:
         replies = app.control.inspect(timeout=timeout).active_queues() or {}

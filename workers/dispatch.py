@@ -17,7 +17,8 @@ from sqlalchemy.pool import NullPool
 
 from app.db.session import database_url
 from workers.jobs import record_task_ids, stalled_jobs
-from workers.kinds import JobKind, registered_kinds
+from workers.kinds import QUEUES, JobKind, registered_kinds
+from workers.sql_broker import prepare_sql_transport
 
 RUN_CHUNK_TASK = "mycelium.run_job_chunk"
 
@@ -25,6 +26,7 @@ RUN_CHUNK_TASK = "mycelium.run_job_chunk"
 def send_chunks(app: Celery, job_id: int, kind: JobKind, limits: Sequence[int | None]) -> list[str]:
     """Send one chunk task per limit (None: drain the job); returns the task ids."""
     task_ids = []
+    prepare_sql_transport(app, QUEUES)  # the SQL broker's tables, before kombu races to create them
     with app.connection_for_write() as connection:
         for limit in limits:
             result = app.send_task(
