@@ -2,26 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import ModuleType
 
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.bench_module import bench_module
 
 
 def _bench() -> ModuleType:
-    """``bench/selector_models.py`` as a module (bench/ is not a package)."""
-    if "selector_models" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("selector_models", REPO / "bench" / "selector_models.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["selector_models"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["selector_models"]
+    return bench_module("selector_models")
 
 
 def test_within_problem_adds_the_gap_to_the_best_group_and_the_rank() -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
@@ -11,20 +10,14 @@ from types import ModuleType
 import numpy as np
 import pytest
 
+from tests.bench_module import bench_module
 from training.simple_learner import SoftmaxRegression, accuracy, featurize, tokens
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def _bench() -> ModuleType:
-    """``bench/al_efficiency.py`` as a module (bench/ is not a package)."""
-    if "al_efficiency" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("al_efficiency", REPO / "bench" / "al_efficiency.py")
-        assert spec and spec.loader
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["al_efficiency"] = module  # dataclasses look their module up
-        spec.loader.exec_module(module)
-    return sys.modules["al_efficiency"]
+    return bench_module("al_efficiency")
 
 
 @pytest.mark.parametrize(
